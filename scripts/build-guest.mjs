@@ -1,0 +1,17 @@
+// Bundles the guest runtime (the part of the vSL runtime that runs inside QuickJS)
+// into one script, dist/guest/runtime.js, which the sandbox evaluates in every new runtime.
+// The guest sources are ordinary TypeScript modules, so Node tests import them directly.
+import { build } from 'esbuild';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+await build({
+  entryPoints: [path.join(root, 'src/vsl/runtime/guest-entry.ts')],
+  bundle: true,
+  format: 'iife',
+  platform: 'neutral',
+  target: 'es2020',
+  outfile: path.join(root, 'dist/guest/runtime.js'),
+  logLevel: 'warning',
+});

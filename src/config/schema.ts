@@ -1,0 +1,169 @@
+// Server configuration (SPEC §9): the shape, and the defaults that on_config
+// receives. Durations and sizes stay in their written form here ("5m",
+// "32MiB"); src/config/units.ts converts them. Validation lives in
+// src/config/validate.ts.
+
+export interface Config {
+  server: {
+    name: string;
+    domain: string;
+    virtual: string[];
+    relay_networks: string[];
+    recipient_delimiter: string;
+    interfaces: {
+      addr: string[];
+      addr_submission: string[];
+      addr_submissions: string[];
+      proxy_from: string[];
+    };
+    tls: {
+      certificate: string | null;
+      private_key: string | null;
+      require_for_auth: boolean;
+      min_version: string;
+      handshake_timeout: string;
+    };
+    smtp: {
+      client_count_max: number;
+      client_count_max_per_ip: number;
+      rcpt_count_max: number;
+      message_size_limit: number;
+      error: { soft_count: number; hard_count: number; delay: string };
+      greeting_delay: string;
+      timeout: string;
+      data_timeout: string;
+      /** Extension: whole-session limit (a slow client cannot hold a worker forever). */
+      session_timeout: string;
+      /** Extension: longest command line accepted (SPEC §4.5: 2048 octets). */
+      line_length_max: number;
+      /** Extension: largest header block accepted in DATA. */
+      header_size_max: number;
+    };
+    auth: {
+      mechanisms: string[];
+      backend: string | null;
+      saslauthd_service: string;
+      saslauthd_realm: string;
+      attempts_max: number;
+      /** Extension: failed AUTH attempts per client IP (across sessions) before refusal. */
+      failures_per_ip_max: number;
+      failure_window: string;
+      allow_plaintext: boolean;
+    };
+    dns: {
+      servers: string[];
+      timeout: string;
+      dnsbl_timeout: string;
+    };
+  };
+  queue: { dir: string };
+  delivery: {
+    default: string;
+    retry: string[];
+    max_age: string;
+    bounce: boolean;
+    concurrency: number;
+    concurrency_per_destination: number;
+    maildir: string;
+    mbox: string;
+    timeout: string;
+  };
+  dkim: { keys: Record<string, Array<{ selector: string; private_key: string }>> };
+  state: { store: string; prefix: string };
+  logs: { level: string; format: string };
+  vsl: {
+    error_status: 'tempfail' | 'deny';
+    rule_timeout: string;
+    io_budget: string;
+    memory_limit: string;
+    allow_cmd: boolean;
+    env_allow: string[];
+    data_dir: string;
+  };
+}
+
+/** Keys that only take effect after a restart (SPEC §9.2 "R"). */
+export const RESTART_KEYS = [
+  'server.interfaces.addr',
+  'server.interfaces.addr_submission',
+  'server.interfaces.addr_submissions',
+  'server.interfaces.proxy_from',
+  'queue.dir',
+  'state.store',
+  'state.prefix',
+  'logs.format',
+  'vsl.data_dir',
+];
+
+export function defaultConfig(hostname: string, isTerminal = false): Config {
+  return {
+    server: {
+      name: hostname,
+      domain: hostname,
+      virtual: [],
+      relay_networks: ['127.0.0.0/8', '::1/128'],
+      recipient_delimiter: '+',
+      interfaces: {
+        addr: ['0.0.0.0:25'],
+        addr_submission: [],
+        addr_submissions: [],
+        proxy_from: [],
+      },
+      tls: {
+        certificate: null,
+        private_key: null,
+        require_for_auth: true,
+        min_version: 'TLSv1.2',
+        handshake_timeout: '10s',
+      },
+      smtp: {
+        client_count_max: 256,
+        client_count_max_per_ip: 20,
+        rcpt_count_max: 1000,
+        message_size_limit: 10240000,
+        error: { soft_count: 10, hard_count: 20, delay: '1s' },
+        greeting_delay: '0s',
+        timeout: '5m',
+        data_timeout: '10m',
+        session_timeout: '30m',
+        line_length_max: 2048,
+        header_size_max: 1048576,
+      },
+      auth: {
+        mechanisms: ['PLAIN', 'LOGIN'],
+        backend: null,
+        saslauthd_service: 'smtp',
+        saslauthd_realm: '',
+        attempts_max: 3,
+        failures_per_ip_max: 10,
+        failure_window: '15m',
+        allow_plaintext: false,
+      },
+      dns: { servers: [], timeout: '5s', dnsbl_timeout: '2s' },
+    },
+    queue: { dir: '/var/spool/mta' },
+    delivery: {
+      default: 'mx',
+      retry: ['5m', '15m', '30m', '1h', '2h', '4h'],
+      max_age: '5d',
+      bounce: true,
+      concurrency: 32,
+      concurrency_per_destination: 8,
+      maildir: '/var/vmail/{domain}/{local_part}/Maildir',
+      mbox: '/var/mail/{local_part}',
+      timeout: '5m',
+    },
+    dkim: { keys: {} },
+    state: { store: 'memory', prefix: 'mta:' },
+    logs: { level: 'info', format: isTerminal ? 'pretty' : 'json' },
+    vsl: {
+      error_status: 'tempfail',
+      rule_timeout: '1s',
+      io_budget: '30s',
+      memory_limit: '32MiB',
+      allow_cmd: false,
+      env_allow: [],
+      data_dir: '/var/lib/mta',
+    },
+  };
+}
