@@ -10,7 +10,7 @@
 
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import type { Header, Session, Stage, Transaction } from '../policy/types.js';
+import type { Header, Session, Stage, StageEffect, Transaction } from '../policy/types.js';
 import type { Value } from '../vsl/runtime/value.js';
 
 /** DNS failure classes every resolver user distinguishes. */
@@ -97,8 +97,12 @@ export interface MessageView {
  * ends and discarded if it fails (SPEC §5.3, §7.5).
  */
 export interface Effects {
-  /** Add a header to the pending list (top = prepend, bottom = append). */
+  /** Add a header (top = prepend, bottom = append): to the pending list before DATA, to the message from preq on. */
   addHeader(h: Header, where: 'top' | 'bottom'): void;
+  /** Records any other change (header edits, envelope changes, transports). */
+  record(e: StageEffect): void;
+  /** Everything recorded so far in this evaluation, in order (for reads after writes). */
+  list(): readonly StageEffect[];
 }
 
 /** One host call, made by one directive in one stage evaluation. */
@@ -119,6 +123,8 @@ export interface HostCall {
   cache: Map<string, unknown>;
   /** True in `mta test` / `mta explain`: writes are reported, not made. */
   dryRun: boolean;
+  /** The AUTH in progress, during the authenticate stage only (SPEC §7.3). */
+  credentials?: { mechanism: string; authid: string; authpass: string };
 }
 
 /** A host built-in. Sync functions return a value; I/O functions return a promise. */

@@ -174,6 +174,7 @@ export interface StageRunner {
     session: Session,
     txn: Transaction | null,
     message?: import('../builtins/host.js').MessageView | null,
+    extra?: { credentials?: { mechanism: string; authid: string; authpass: string } },
   ): Promise<StageOutcome>;
   /** Whether the stage map has directives for a stage (empty rcpt → relay guard; AUTH advertised). */
   hasRules(stage: Stage): boolean;

@@ -1,0 +1,419 @@
+// Loads a policy: sources → compile → sandbox → on_config → module code →
+// stage map, collecting every problem as a diagnostic with file:line:col.
+// The result is an immutable PolicyVersion (ARCHITECTURE.md): compiled code,
+// stage table, configuration and its own sandbox. `mta check`, `mta test`,
+// `mta explain`, the server and hot reload all load through here.
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pino, { type Logger } from 'pino';
+import type * as A from '../vsl/ast.js';
+import { loadSources, type SourceFile } from '../vsl/loader.js';
+import { compilePolicy, type CompiledPolicy } from '../vsl/compiler.js';
+import type { Diagnostic } from '../vsl/diagnostics.js';
+import type { HostBuiltinRef } from '../vsl/catalog.js';
+import { PolicySandbox, GuestFailure, type StageRun, type GuestError } from '../sandbox/sandbox.js';
+import { defaultConfig, type Config } from '../config/schema.js';
+import { applySet, configFromValue, ConfigError, finishConfig } from '../config/validate.js';
+import { parseDuration, parseSize } from '../config/units.js';
+import { decodeValue, encodeValue } from '../vsl/runtime/wire.js';
+import type { HostBuiltin, HostEnv } from '../builtins/host.js';
+import { systemClock } from '../builtins/host.js';
+import { HostBridge, type LoadState } from './host-bridge.js';
+import { STAGES, type Stage } from './types.js';
+import { formatCidr, parseCidr } from '../vsl/runtime/net.js';
+import { installNodePlatform } from '../vsl/host-platform.js';
+
+installNodePlatform();
+
+export interface ConfigOverrides {
+  set?: string[];
+  listen?: string[];
+  queueDir?: string;
+  logLevel?: string;
+  logFormat?: string;
+}
+
+export interface LoadOptions {
+  overrides?: ConfigOverrides;
+  /** Host built-ins available to the policy (src/builtins/registry.ts). */
+  builtins: HostBuiltin[];
+  /** Builds the long-lived host services once the configuration is known. */
+  env?: (config: Config) => HostEnv;
+  hostname?: string;
+}
+
+export interface RuleInfo {
+  name: string;
+  kind: 'rule' | 'action';
+  /** `file:line:col` of the directive's name. */
+  at: string;
+  pos: A.Pos;
+}
+
+export interface PolicyVersion {
+  /** Short hash of every source and data file. */
+  id: string;
+  mainPath: string;
+  config: Config;
+  compiled: CompiledPolicy;
+  stages: Record<Stage, RuleInfo[]>;
+  /** Policy files and data files (watched by hot reload). */
+  files: string[];
+  warnings: Diagnostic[];
+  bridge: HostBridge;
+  evaluate(stage: string, contextJson: string, state: unknown): Promise<StageRun>;
+  dispose(): void;
+}
+
+export type LoadResult =
+  | { ok: true; version: PolicyVersion; diagnostics: Diagnostic[]; sources: Map<string, string> }
+  | { ok: false; diagnostics: Diagnostic[]; sources: Map<string, string> };
+
+let stdlibCache: Array<{ file: SourceFile; namespace: string }> | null = null;
+
+function stdlibDir(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    if (fs.existsSync(path.join(dir, 'stdlib', 'prelude.vsl'))) return path.join(dir, 'stdlib');
+    dir = path.dirname(dir);
+  }
+  throw new Error('stdlib/ not found next to the installation');
+}
+
+function loadStdlib(): Array<{ file: SourceFile; namespace: string }> {
+  if (stdlibCache) return stdlibCache;
+  const dir = stdlibDir();
+  const out: Array<{ file: SourceFile; namespace: string }> = [];
+  for (const [name, ns] of [['state', 'state'], ['code', 'code'], ['prelude', '']] as const) {
+    const loaded = loadSources(path.join(dir, `${name}.vsl`));
+    if (loaded.diagnostics.some((d) => d.severity === 'error')) {
+      throw new Error(`stdlib/${name}.vsl: ${loaded.diagnostics.map((d) => d.message).join('; ')}`);
+    }
+    out.push({ file: loaded.root, namespace: ns });
+  }
+  stdlibCache = out;
+  return out;
+}
+
+export function hostCatalog(builtins: HostBuiltin[]): Map<string, HostBuiltinRef> {
+  const m = new Map<string, HostBuiltinRef>();
+  for (const b of builtins) m.set(b.name, { kind: 'host', name: b.name, io: b.io, arity: b.arity, from: b.from });
+  return m;
+}
+
+function posText(p: A.Pos): string {
+  return `${p.file}:${p.line}:${p.col}`;
+}
+
+function diag(pos: A.Pos, message: string, hint?: string, severity: 'error' | 'warning' = 'error'): Diagnostic {
+  return { severity, pos, message, hint };
+}
+
+function guestDiag(e: GuestError, fallback: A.Pos, prefix = ''): Diagnostic {
+  return diag(e.at ?? fallback, `${prefix}${e.message}`, e.fatal === 'timeout' ? 'top-level code and on_config must finish quickly' : undefined);
+}
+
+export function defaultLogger(): Logger {
+  return pino({ level: 'silent' });
+}
+
+export function defaultEnvFor(config: Config, log: Logger): HostEnv {
+  // A resolver that fails every lookup: loading never needs DNS.
+  const fail = async (): Promise<never> => {
+    const { DnsError } = await import('../builtins/host.js');
+    throw new DnsError('REFUSED', 'load', 'DNS is not available here');
+  };
+  return {
+    config,
+    resolver: { a: fail, aaaa: fail, mx: fail, txt: fail, ptr: fail, ns: fail },
+    state: {
+      incrWindow: async () => 1, get: async () => null, set: async () => undefined, del: async () => undefined, close: async () => undefined,
+    },
+    clock: systemClock,
+    log,
+    policyDir: process.cwd(),
+  };
+}
+
+/** Loads and validates a policy. Never throws for bad policy input. */
+export async function loadPolicy(mainPath: string, opts: LoadOptions): Promise<LoadResult> {
+  const sources = new Map<string, string>();
+  const diagnostics: Diagnostic[] = [];
+  const hostname = opts.hostname ?? os.hostname();
+  const abs = path.resolve(mainPath);
+
+  const loaded = loadSources(abs);
+  for (const f of loaded.files) sources.set(f.display, f.text);
+  diagnostics.push(...loaded.diagnostics);
+  if (diagnostics.some((d) => d.severity === 'error')) return { ok: false, diagnostics, sources };
+
+  const compiled = compilePolicy({ sources: loaded, stdlib: loadStdlib(), host: hostCatalog(opts.builtins) });
+  diagnostics.push(...compiled.diagnostics);
+  diagnostics.push(...staticWarnings(loaded.files));
+  if (diagnostics.some((d) => d.severity === 'error')) return { ok: false, diagnostics, sources };
+
+  const rootPos: A.Pos = { file: loaded.root.display, line: 1, col: 1 };
+  const order = compiled.modules.map((m) => m.index);
+
+  // The configuration first: on_config may set vsl.memory_limit and rule_timeout.
+  let config = finishConfig(defaultConfig(hostname, false));
+  const bootLimits = { memoryBytes: parseSize(config.vsl.memory_limit), ruleTimeoutMs: parseDuration(config.vsl.rule_timeout) };
+  const bootLog = defaultLogger();
+  const bridge = new HostBridge(opts.builtins, compiled, defaultEnvFor(config, bootLog));
+  let sandbox: PolicySandbox;
+  try {
+    sandbox = await PolicySandbox.create(compiled, bootLimits, bridge);
+  } catch (e) {
+    diagnostics.push(diag(rootPos, `internal error while preparing the sandbox: ${(e as Error).message}`));
+    return { ok: false, diagnostics, sources };
+  }
+  const loadState: LoadState = { load: true, dataFiles: new Set() };
+  sandbox.loadState = loadState;
+
+  try {
+    if (compiled.onConfig) {
+      const defaults = decodeValue(encodeValue(configToValue(config)));
+      const r = sandbox.runOnConfig(compiled.onConfig.module, 'on_config/1', defaults);
+      if (!r.ok) {
+        diagnostics.push(guestDiag(r.error, compiled.onConfig.pos, 'on_config failed: '));
+      } else {
+        try {
+          config = configFromValue(r.value, hostname);
+        } catch (e) {
+          diagnostics.push(diag(compiled.onConfig.pos, e instanceof ConfigError ? e.message : `on_config: ${(e as Error).message}`));
+        }
+      }
+    }
+    try {
+      applyOverrides(config, opts.overrides ?? {});
+    } catch (e) {
+      diagnostics.push(diag(rootPos, `command line: ${(e as Error).message}`));
+    }
+    if (diagnostics.some((d) => d.severity === 'error')) {
+      sandbox.dispose();
+      return { ok: false, diagnostics, sources };
+    }
+    sandbox.setServer(serverInfo(config, hostname));
+    const init = sandbox.init(order, compiled.mainIndex);
+    if (!init.ok) {
+      const e = init.error;
+      const keyPos = (k: string) => compiled.stageKeyPos[k] ?? compiled.stageMapPos ?? rootPos;
+      switch (e.kind) {
+        case 'runtime': diagnostics.push(guestDiag(e.error, rootPos)); break;
+        case 'not_map': diagnostics.push(diag(compiled.stageMapPos ?? rootPos, `main.vsl must end in a map of stages, got ${e.type}`, 'end the file with #{ rcpt: [ rule "…" || … ] }')); break;
+        case 'unknown_stage': diagnostics.push(diag(keyPos(e.key), `unknown stage '${e.key}'`, `stages are ${STAGES.join(', ')}`)); break;
+        case 'not_array': diagnostics.push(diag(keyPos(e.key), `stage '${e.key}' must be an array of rules, got ${e.type}`, `write ${e.key}: [ rule "…" || … ]`)); break;
+        case 'bad_element': diagnostics.push(diag(keyPos(e.key), `stage '${e.key}' contains a ${e.type}, expected rules or actions`)); break;
+        case 'duplicate': {
+          const first = compiled.positions[e.firstPosId]!;
+          diagnostics.push(diag(compiled.positions[e.posId] ?? rootPos, `duplicate rule name '${e.name}' (first at ${posText(first)})`, 'rule names must be unique in the whole stage map'));
+          break;
+        }
+      }
+      sandbox.dispose();
+      return { ok: false, diagnostics, sources };
+    }
+    const stages = Object.fromEntries(STAGES.map((s) => [s, (init.stages[s] ?? []).map((r) => {
+      const pos = compiled.positions[r.posId] ?? rootPos;
+      return { name: r.name, kind: r.kind as 'rule' | 'action', at: posText(pos), pos };
+    })])) as Record<Stage, RuleInfo[]>;
+
+    diagnostics.push(...policyWarnings(stages, compiled, config, loaded.files, rootPos));
+    const dataDiags = validateDataFiles(compiled, opts.builtins);
+    diagnostics.push(...dataDiags);
+    if (diagnostics.some((d) => d.severity === 'error')) {
+      sandbox.dispose();
+      return { ok: false, diagnostics, sources };
+    }
+
+    // Limits from the final configuration: rebuild the sandbox when they differ from the boot ones.
+    const limits = { memoryBytes: parseSize(config.vsl.memory_limit), ruleTimeoutMs: parseDuration(config.vsl.rule_timeout) };
+    const files = [...new Set([...loaded.files.map((f) => f.path), ...loadState.dataFiles, ...compiled.literalDataFiles.map((d) => d.path)])];
+    const id = versionId(loaded.files.map((f) => f.text), files);
+    const env = opts.env ? opts.env(config) : defaultEnvFor(config, bootLog);
+    bridge.setEnv(env);
+
+    const build = async (): Promise<PolicySandbox> => {
+      const sb = await PolicySandbox.create(compiled, limits, bridge);
+      sb.loadState = { load: true, dataFiles: new Set() } satisfies LoadState;
+      sb.setServer(serverInfo(config, hostname));
+      const again = sb.init(order, compiled.mainIndex);
+      if (!again.ok) throw new Error('policy no longer initialises');
+      return sb;
+    };
+    let current: PolicySandbox = sandbox;
+    if (limits.memoryBytes !== bootLimits.memoryBytes || limits.ruleTimeoutMs !== bootLimits.ruleTimeoutMs) {
+      sandbox.dispose();
+      current = await build();
+    }
+    let rebuilding: Promise<PolicySandbox> | null = null;
+    const version: PolicyVersion = {
+      id, mainPath: abs, config, compiled, stages, files,
+      warnings: diagnostics.filter((d) => d.severity === 'warning'),
+      bridge,
+      async evaluate(stage, contextJson, state) {
+        if (current.broken) {
+          // After a WebAssembly fault the runtime is rebuilt from the compiled policy (SPEC §13).
+          rebuilding ??= build().finally(() => { rebuilding = null; });
+          const old = current;
+          current = await rebuilding;
+          if (old !== current) old.dispose();
+        }
+        return current.evaluate(stage, contextJson, state);
+      },
+      dispose() {
+        current.dispose();
+      },
+    };
+    return { ok: true, version, diagnostics, sources };
+  } catch (e) {
+    sandbox.dispose();
+    if (e instanceof GuestFailure) {
+      diagnostics.push(guestDiag(e.error, rootPos));
+      return { ok: false, diagnostics, sources };
+    }
+    diagnostics.push(diag(rootPos, `internal error while loading: ${(e as Error).message}`));
+    return { ok: false, diagnostics, sources };
+  }
+}
+
+function versionId(texts: string[], files: string[]): string {
+  const h = crypto.createHash('sha256');
+  for (const t of texts) h.update(t).update('\u0000');
+  for (const f of files) {
+    try {
+      h.update(fs.readFileSync(f));
+    } catch {
+      h.update('missing');
+    }
+  }
+  return h.digest('hex').slice(0, 12);
+}
+
+/** The configuration as a plain value tree for on_config (ints as bigint). */
+function configToValue(cfg: Config): unknown {
+  const conv = (v: unknown): unknown => {
+    if (typeof v === 'number') return BigInt(v);
+    if (v === null) return undefined;
+    if (Array.isArray(v)) return v.map(conv);
+    if (typeof v === 'object') return new Map(Object.entries(v as Record<string, unknown>).map(([k, e]) => [k, conv(e)]));
+    return v;
+  };
+  return conv(cfg);
+}
+
+export function applyOverrides(config: Config, o: ConfigOverrides): void {
+  for (const s of o.set ?? []) applySet(config, s);
+  if (o.listen && o.listen.length) config.server.interfaces.addr = [...o.listen];
+  if (o.queueDir) config.queue.dir = o.queueDir;
+  if (o.logLevel) applySet(config, `logs.level=${o.logLevel}`);
+  if (o.logFormat) applySet(config, `logs.format=${o.logFormat}`);
+}
+
+export function serverInfo(config: Config, hostname: string) {
+  const { auth, tls, ...rest } = config.server;
+  const cfgServer = {
+    ...rest,
+    tls: { require_for_auth: tls.require_for_auth, min_version: tls.min_version, handshake_timeout: tls.handshake_timeout, certificate: tls.certificate },
+    auth: { mechanisms: auth.mechanisms, attempts_max: auth.attempts_max, saslauthd_service: auth.saslauthd_service },
+  };
+  return {
+    name: config.server.name,
+    domain: config.server.domain,
+    virtual: config.server.virtual,
+    relayNetworks: config.server.relay_networks,
+    cfgServer: JSON.parse(encodeValue(configToValue(cfgServer) as never)),
+    dataDir: config.vsl.data_dir,
+    hostname,
+  };
+}
+
+// ---------------------------------------------------------------- warnings (SPEC §11.2)
+
+const RELAY_CONTROLS = new Set(['check_rcpt_relay', 'reject_unauth_destination', 'smtpd_check_rules', 'mapping::check']);
+
+function policyWarnings(stages: Record<Stage, RuleInfo[]>, compiled: CompiledPolicy, config: Config, files: SourceFile[], rootPos: A.Pos): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const rcptPos = compiled.stageKeyPos['rcpt'] ?? compiled.stageMapPos ?? rootPos;
+  if (stages.rcpt.length === 0) {
+    out.push(diag(compiled.stageMapPos ?? rootPos, 'no rcpt rules: the built-in relay guard applies', 'the guard accepts local domains, authenticated clients and server.relay_networks', 'warning'));
+  } else {
+    const called = new Set<string>();
+    for (const f of files) walkCalls(f.program.body, (c) => { called.add(c.join('::')); called.add(c[c.length - 1]!); });
+    if (![...RELAY_CONTROLS].some((n) => called.has(n))) {
+      out.push(diag(rcptPos, 'rcpt rules call no relay control', 'add check_rcpt_relay(…), postfix::reject_unauth_destination(), smtpd_check_rules(…) or mapping::check(…)', 'warning'));
+    }
+  }
+  const authConfigured = config.server.auth.backend !== null || config.server.interfaces.addr_submission.length > 0 || config.server.interfaces.addr_submissions.length > 0;
+  if (authConfigured && stages.authenticate.length === 0 && config.server.auth.mechanisms.length > 0) {
+    out.push(diag(compiled.stageMapPos ?? rootPos, 'AUTH mechanisms are configured but the authenticate stage has no rules, so AUTH is not offered', 'add authenticate: [ rule "auth" || auth::unix_users() ]', 'warning'));
+  }
+  return out;
+}
+
+function walkCalls(stmts: A.Stmt[], cb: (callee: string[]) => void): void {
+  const visit = (n: unknown): void => {
+    if (!n || typeof n !== 'object') return;
+    if (Array.isArray(n)) { n.forEach(visit); return; }
+    const o = n as Record<string, unknown>;
+    if (o.kind === 'Call') cb(o.callee as string[]);
+    for (const [k, v] of Object.entries(o)) if (k !== 'pos' && typeof v === 'object') visit(v);
+  };
+  visit(stmts);
+}
+
+/** Static checks: CIDR literals with host bits set (warning), invalid literals in objects are load-time runtime errors. */
+function staticWarnings(files: SourceFile[]): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const visit = (n: unknown): void => {
+    if (!n || typeof n !== 'object') return;
+    if (Array.isArray(n)) { n.forEach(visit); return; }
+    const o = n as Record<string, unknown>;
+    let lit: { value: string; pos: A.Pos } | null = null;
+    if (o.kind === 'Call') {
+      const callee = o.callee as string[];
+      const args = o.args as A.Expr[];
+      if (callee.length === 1 && (callee[0] === 'rg4' || callee[0] === 'rg6') && args[0]?.kind === 'Str') lit = { value: args[0].value, pos: args[0].pos };
+    }
+    if (o.kind === 'Object' && (o.type === 'rg4' || o.type === 'rg6') && (o.value as A.Expr).kind === 'Str') {
+      const v = o.value as A.StrLit;
+      lit = { value: v.value, pos: v.pos };
+    }
+    if (lit) {
+      const c = parseCidr(lit.value);
+      if (c && c.hostBitsSet) out.push(diag(lit.pos, `network ${lit.value} has host bits set; it means ${formatNet(lit.value, c)}`, 'write the network address', 'warning'));
+    }
+    for (const [k, v] of Object.entries(o)) if (k !== 'pos' && typeof v === 'object') visit(v);
+  };
+  for (const f of files) visit(f.program.body);
+  return out;
+}
+
+function formatNet(text: string, c: ReturnType<typeof parseCidr>): string {
+  return c ? formatCidr(c) : text;
+}
+
+/** Data files named by literals are validated at load (SPEC §7.1). */
+function validateDataFiles(compiled: CompiledPolicy, builtins: HostBuiltin[]): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  for (const d of compiled.literalDataFiles) {
+    if (!fs.existsSync(d.path)) {
+      out.push(diag(d.pos, `${d.fn}: no such file '${d.path}'`, 'data file paths are relative to the file that names them'));
+      continue;
+    }
+    const validator = dataFileValidators.get(d.fn);
+    if (!validator) continue;
+    for (const p of validator(d.path)) {
+      out.push({ severity: p.severity ?? 'error', pos: { file: path.relative(process.cwd(), p.file) || p.file, line: p.line, col: p.col ?? 1 }, message: p.message });
+    }
+  }
+  void builtins;
+  return out;
+}
+
+/** Validators for data files by the function that reads them; registered by src/builtins/registry.ts. */
+export const dataFileValidators = new Map<string, (file: string) => Array<{ file: string; line: number; col?: number; message: string; severity?: 'error' | 'warning' }>>();

@@ -1,0 +1,526 @@
+// One QuickJS runtime holding one compiled policy version (SPEC §13).
+//
+// - Limits: memory (vsl.memory_limit), native stack (64 KiB: larger lets deep
+//   recursion overflow the host's stack), script time per directive
+//   (vsl.rule_timeout) enforced by the interrupt handler. Time spent waiting
+//   for host I/O is not counted: the clock only runs while guest code does.
+// - Host calls: the guest calls __vsl_host_sync / __vsl_host_async with a
+//   built-in name and wire-encoded arguments; async calls return a QuickJS
+//   promise that the host settles when its own promise does (no asyncify).
+// - Results: runStage reports through __vsl_done; the host decodes and
+//   validates the status, never trusting the guest's shape.
+// - Errors: guest stack traces are mapped back to vSL file:line:col through
+//   the compiler's position marks.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  newQuickJSWASMModule, RELEASE_SYNC,
+  type QuickJSContext, type QuickJSHandle, type QuickJSRuntime, type QuickJSWASMModule,
+} from 'quickjs-emscripten';
+import type { CompiledPolicy } from '../vsl/compiler.js';
+import type { Pos } from '../vsl/ast.js';
+import { decodeValue, toWire } from '../vsl/runtime/wire.js';
+import { Status } from '../vsl/runtime/status.js';
+import { VslError, type Value } from '../vsl/runtime/value.js';
+
+export const STACK_LIMIT_BYTES = 64 * 1024;
+
+let modulePromise: Promise<QuickJSWASMModule> | null = null;
+function quickjs(): Promise<QuickJSWASMModule> {
+  modulePromise ??= newQuickJSWASMModule(RELEASE_SYNC);
+  return modulePromise;
+}
+
+let runtimeSourceCache: string | null = null;
+/** The bundled guest runtime (dist/guest/runtime.js, built by `npm run build`). */
+export function guestRuntimeSource(): string {
+  if (runtimeSourceCache) return runtimeSourceCache;
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = path.join(dir, 'dist', 'guest', 'runtime.js');
+    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(candidate)) {
+      runtimeSourceCache = fs.readFileSync(candidate, 'utf8');
+      return runtimeSourceCache;
+    }
+    dir = path.dirname(dir);
+  }
+  throw new Error('the guest runtime bundle dist/guest/runtime.js is missing: run "npm run build"');
+}
+
+/** Host side of the bridge: the policy layer implements it (src/policy/host-bridge.ts). */
+export interface HostHandler {
+  /** `state` is what the caller passed to evaluate() (or loadState at load); `ruleIndex` the directive running. */
+  callSync(state: unknown, ruleIndex: number, name: string, args: Value[], posId: number): Value;
+  callAsync(state: unknown, ruleIndex: number, name: string, args: Value[], posId: number): Promise<Value>;
+}
+
+export interface SandboxLimits {
+  memoryBytes: number;
+  ruleTimeoutMs: number;
+}
+
+export interface GuestError {
+  message: string;
+  /** vSL position of the failing expression, if it could be mapped. */
+  at: Pos | null;
+  /** Script call chain, innermost first. */
+  chain: Pos[];
+  /** timeout | memory | stack | depth | internal, or null for an ordinary runtime error. */
+  fatal: string | null;
+}
+
+export type StageRun =
+  | { ok: true; index: number; status: Status | null; trace: Array<{ index: number; kind: string; ms: number }> }
+  | { ok: false; index: number; error: GuestError; trace: Array<{ index: number; kind: string; ms: number }> };
+
+interface PendingEval {
+  id: number;
+  state: unknown;
+  resolve: (r: StageRun) => void;
+  promise: QuickJSHandle | null;
+  /** Script time used by the current directive (ms). */
+  used: number;
+  ruleIndex: number;
+  ruleStartedAt: number;
+  ruleTimes: number[];
+  settled: boolean;
+}
+
+export class SandboxBrokenError extends Error {}
+
+export class PolicySandbox {
+  private readonly rt: QuickJSRuntime;
+  private readonly vm: QuickJSContext;
+  private readonly vsl: QuickJSHandle;
+  private readonly fns: Record<'install' | 'setServer' | 'onConfig' | 'init' | 'runStage', QuickJSHandle>;
+  private readonly evals = new Map<number, PendingEval>();
+  private nextEvalId = 1;
+  /** The evaluation whose guest code is running now (0 = load). */
+  private current: PendingEval | null = null;
+  private sliceStart = 0;
+  private deadline = Infinity;
+  private timedOut = false;
+  broken = false;
+  disposed = false;
+  /** Host state for built-ins called at load (file(), services). */
+  loadState: unknown = null;
+
+  private constructor(
+    mod: QuickJSWASMModule,
+    private readonly compiled: CompiledPolicy,
+    private readonly limits: SandboxLimits,
+    private readonly host: HostHandler,
+  ) {
+    this.rt = mod.newRuntime();
+    this.rt.setMemoryLimit(limits.memoryBytes);
+    this.rt.setMaxStackSize(STACK_LIMIT_BYTES);
+    this.rt.setInterruptHandler(() => {
+      if (performance.now() > this.deadline) {
+        this.timedOut = true;
+        return true;
+      }
+      return false;
+    });
+    this.vm = this.rt.newContext();
+    this.installBridge();
+    this.evalScript(guestRuntimeSource(), 'vsl-runtime.js');
+    this.vsl = this.vm.getProp(this.vm.global, '$vsl');
+    this.fns = {
+      install: this.vm.getProp(this.vsl, 'install'),
+      setServer: this.vm.getProp(this.vsl, 'setServer'),
+      onConfig: this.vm.getProp(this.vsl, 'onConfig'),
+      init: this.vm.getProp(this.vsl, 'init'),
+      runStage: this.vm.getProp(this.vsl, 'runStage'),
+    };
+    // Evaluate the policy program and hand it to the runtime.
+    const prog = this.evalScript(compiled.js, 'policy.js', true)!;
+    this.callGuest(this.fns.install, [prog]);
+    prog.dispose();
+    // No dynamic code after load (SPEC §13): drop eval and the Function constructors' reach.
+    this.evalScript(
+      `(function(){ const F = Function; delete globalThis.eval;
+        for (const C of [F, Object.getPrototypeOf(async function(){}).constructor, Object.getPrototypeOf(function*(){}).constructor]) {
+          Object.defineProperty(C.prototype, 'constructor', { value: undefined, writable: false, configurable: false });
+        }
+        delete globalThis.__vsl_host_sync; delete globalThis.__vsl_host_async; delete globalThis.__vsl_rule_start; delete globalThis.__vsl_done;
+      })()`, 'lockdown.js');
+  }
+
+  static async create(compiled: CompiledPolicy, limits: SandboxLimits, host: HostHandler): Promise<PolicySandbox> {
+    const mod = await quickjs();
+    return new PolicySandbox(mod, compiled, limits, host);
+  }
+
+  // ------------------------------------------------------------ bridge
+
+  private installBridge(): void {
+    const vm = this.vm;
+    const hostSync = vm.newFunction('__vsl_host_sync', (idH, nameH, argsH, posH) => {
+      const evalId = vm.getNumber(idH);
+      const name = vm.getString(nameH);
+      const posId = vm.getNumber(posH);
+      return vm.newString(this.hostSync(evalId, name, vm.getString(argsH), posId));
+    });
+    vm.setProp(vm.global, '__vsl_host_sync', hostSync);
+    hostSync.dispose();
+
+    const hostAsync = vm.newFunction('__vsl_host_async', (idH, nameH, argsH, posH) => {
+      const evalId = vm.getNumber(idH);
+      const name = vm.getString(nameH);
+      const posId = vm.getNumber(posH);
+      const argsJson = vm.getString(argsH);
+      const deferred = vm.newPromise();
+      const pending = this.evals.get(evalId);
+      // The I/O wait does not count against the rule's script time.
+      if (pending) pending.used += performance.now() - this.sliceStart;
+      void this.hostAsync(evalId, name, argsJson, posId).then((answer) => {
+        if (this.disposed) return;
+        const s = vm.newString(answer);
+        deferred.resolve(s);
+        s.dispose();
+        deferred.dispose();
+        this.resume(evalId);
+      });
+      return deferred.handle;
+    });
+    vm.setProp(vm.global, '__vsl_host_async', hostAsync);
+    hostAsync.dispose();
+
+    const ruleStart = vm.newFunction('__vsl_rule_start', (idH, indexH) => {
+      const p = this.evals.get(vm.getNumber(idH));
+      if (!p) return;
+      const now = performance.now();
+      if (p.ruleIndex >= 0) p.ruleTimes[p.ruleIndex] = now - p.ruleStartedAt;
+      p.ruleIndex = vm.getNumber(indexH);
+      p.ruleStartedAt = now;
+      p.used = 0;
+      this.sliceStart = now;
+      this.deadline = now + this.limits.ruleTimeoutMs;
+    });
+    vm.setProp(vm.global, '__vsl_rule_start', ruleStart);
+    ruleStart.dispose();
+
+    const done = vm.newFunction('__vsl_done', (idH, jsonH) => {
+      const p = this.evals.get(vm.getNumber(idH));
+      if (!p || p.settled) return;
+      this.settle(p, this.decodeRun(p, vm.getString(jsonH)));
+    });
+    vm.setProp(vm.global, '__vsl_done', done);
+    done.dispose();
+  }
+
+  private hostSync(evalId: number, name: string, argsJson: string, posId: number): string {
+    try {
+      const args = decodeValue(argsJson);
+      const p = this.evals.get(evalId);
+      const v = this.host.callSync(p ? p.state : this.loadState, p ? p.ruleIndex : -1, name, Array.isArray(args) ? args : [], posId);
+      return JSON.stringify({ ok: toWire(v) });
+    } catch (e) {
+      return JSON.stringify(e instanceof VslError ? { err: e.message } : { fatal: `${name}: internal error: ${(e as Error).message}` });
+    }
+  }
+
+  private async hostAsync(evalId: number, name: string, argsJson: string, posId: number): Promise<string> {
+    try {
+      const args = decodeValue(argsJson);
+      const p = this.evals.get(evalId);
+      if (!p) throw new VslError(`${name}: I/O built-ins cannot run at load`);
+      const v = await this.host.callAsync(p.state, p.ruleIndex, name, Array.isArray(args) ? args : [], posId);
+      return JSON.stringify({ ok: toWire(v) });
+    } catch (e) {
+      return JSON.stringify(e instanceof VslError ? { err: e.message } : { fatal: `${name}: internal error: ${(e as Error).message}` });
+    }
+  }
+
+  // ------------------------------------------------------------ running guest code
+
+  private enter(p: PendingEval | null): void {
+    this.current = p;
+    this.timedOut = false;
+    this.sliceStart = performance.now();
+    const used = p ? p.used : 0;
+    this.deadline = this.sliceStart + Math.max(0, this.limits.ruleTimeoutMs - used);
+  }
+
+  private leave(): void {
+    if (this.current) this.current.used += performance.now() - this.sliceStart;
+    this.deadline = Infinity;
+    this.current = null;
+  }
+
+  private evalScript(code: string, filename: string, keep = false): QuickJSHandle | null {
+    this.enter(null);
+    this.deadline = performance.now() + Math.max(this.limits.ruleTimeoutMs * 10, 10_000);
+    let r;
+    try {
+      r = this.vm.evalCode(code, filename);
+    } catch (e) {
+      this.broken = true;
+      throw e;
+    } finally {
+      this.leave();
+    }
+    if (r.error) {
+      const err = this.vm.dump(r.error) as { message?: string; stack?: string };
+      r.error.dispose();
+      throw new Error(`${filename}: ${err?.message ?? String(err)}\n${err?.stack ?? ''}`);
+    }
+    if (keep) return r.value;
+    r.value.dispose();
+    return null;
+  }
+
+  /** Calls a guest function at load time; returns the string result. */
+  private callGuest(fn: QuickJSHandle, args: Array<QuickJSHandle | string | number>, budgetMs?: number): string | undefined {
+    const handles = args.map((a) => (typeof a === 'string' ? this.vm.newString(a) : typeof a === 'number' ? this.vm.newNumber(a) : a));
+    this.enter(null);
+    this.deadline = performance.now() + (budgetMs ?? Math.max(this.limits.ruleTimeoutMs * 10, 10_000));
+    let r;
+    try {
+      r = this.vm.callFunction(fn, this.vm.undefined, ...handles);
+    } catch (e) {
+      this.broken = true;
+      throw e;
+    } finally {
+      this.leave();
+      handles.forEach((h, i) => { if (typeof args[i] !== 'object') h.dispose(); });
+    }
+    if (r.error) {
+      const err = this.vm.dump(r.error) as { name?: string; message?: string; stack?: string };
+      r.error.dispose();
+      const mapped = this.mapError(String(err?.message ?? err), String(err?.stack ?? ''), this.timedOut ? 'timeout' : err?.name === 'InternalError' ? 'internal' : null);
+      throw new GuestFailure(mapped);
+    }
+    const v = this.vm.typeof(r.value) === 'string' ? this.vm.getString(r.value) : undefined;
+    r.value.dispose();
+    return v;
+  }
+
+  setServer(info: unknown): void {
+    this.callGuest(this.fns.setServer, [JSON.stringify(info)]);
+  }
+
+  /** Runs on_config on the default configuration; returns the value it returned. */
+  runOnConfig(module: number, key: string, cfg: Value): { ok: true; value: Value } | { ok: false; error: GuestError } {
+    const out = this.callGuest(this.fns.onConfig, [module, key, JSON.stringify(toWire(cfg))])!;
+    const r = JSON.parse(out) as { ok?: unknown; err?: { message: string; stack: string; fatal: string | null } };
+    if (r.err) return { ok: false, error: this.mapError(r.err.message, r.err.stack, r.err.fatal) };
+    return { ok: true, value: decodeValue(JSON.stringify(r.ok ?? null)) };
+  }
+
+  /** Runs every module's top-level code in dependency order and builds the stage map. */
+  init(order: number[], main: number): { ok: true; stages: Record<string, Array<{ name: string; kind: string; posId: number }>> } | { ok: false; error: InitFailure } {
+    const out = this.callGuest(this.fns.init, [JSON.stringify(order), main], Math.max(this.limits.ruleTimeoutMs * 30, 30_000))!;
+    const r = JSON.parse(out) as { ok?: Record<string, Array<{ name: string; kind: string; posId: number }>>; err?: RawInitError };
+    if (r.err) {
+      if (r.err.kind === 'runtime') return { ok: false, error: { kind: 'runtime', error: this.mapError(r.err.error.message, r.err.error.stack, r.err.error.fatal) } };
+      return { ok: false, error: r.err };
+    }
+    return { ok: true, stages: r.ok! };
+  }
+
+  /** Evaluates one stage with the given context data (src/vsl/runtime/intrinsics.ts ContextData). */
+  evaluate(stage: string, contextJson: string, state: unknown): Promise<StageRun> {
+    if (this.broken || this.disposed) return Promise.reject(new SandboxBrokenError('sandbox is not usable'));
+    const id = this.nextEvalId++;
+    return new Promise<StageRun>((resolve) => {
+      const p: PendingEval = { id, state, resolve, promise: null, used: 0, ruleIndex: -1, ruleStartedAt: performance.now(), ruleTimes: [], settled: false };
+      this.evals.set(id, p);
+      const idH = this.vm.newNumber(id);
+      const stageH = this.vm.newString(stage);
+      const ctxH = this.vm.newString(contextJson);
+      this.enter(p);
+      let r;
+      try {
+        r = this.vm.callFunction(this.fns.runStage, this.vm.undefined, idH, stageH, ctxH);
+        if (!r.error) this.drainJobs(p);
+      } catch (e) {
+        this.fault(e);
+        return;
+      } finally {
+        this.leave();
+        idH.dispose();
+        stageH.dispose();
+        ctxH.dispose();
+      }
+      if (r.error) {
+        this.failFromHandle(p, r.error);
+        return;
+      }
+      if (p.settled) r.value.dispose();
+      else p.promise = r.value;
+      this.checkRejected(p);
+    });
+  }
+
+  /** Continues an evaluation after one of its host promises settled. */
+  private resume(evalId: number): void {
+    const p = this.evals.get(evalId);
+    if (!p || p.settled) {
+      // Still run jobs so the QuickJS promise machinery does not accumulate.
+      if (!this.broken && !this.disposed) this.drainJobs(null);
+      return;
+    }
+    this.enter(p);
+    try {
+      this.drainJobs(p);
+    } catch (e) {
+      this.fault(e);
+      return;
+    } finally {
+      this.leave();
+    }
+    this.checkRejected(p);
+  }
+
+  private drainJobs(p: PendingEval | null): void {
+    for (;;) {
+      const r = this.rt.executePendingJobs();
+      if (r.error) {
+        if (p && !p.settled) this.failFromHandle(p, r.error);
+        else r.error.dispose();
+        continue;
+      }
+      const n = r.value;
+      if (n === 0) break;
+    }
+  }
+
+  private checkRejected(p: PendingEval): void {
+    if (p.settled || !p.promise) return;
+    const st = this.vm.getPromiseState(p.promise);
+    if (st.type === 'rejected') this.failFromHandle(p, st.error);
+    else if (st.type === 'fulfilled' && st.value) st.value.dispose();
+  }
+
+  private failFromHandle(p: PendingEval, h: QuickJSHandle): void {
+    const err = this.vm.dump(h) as { name?: string; message?: string; stack?: string };
+    h.dispose();
+    const msg = String(err?.message ?? err);
+    const fatal = this.timedOut ? 'timeout' : /out of memory/.test(msg) ? 'memory' : /stack overflow/.test(msg) ? 'stack' : 'internal';
+    const mapped = this.mapError(fatal === 'timeout' ? `timeout: the rule ran longer than ${this.limits.ruleTimeoutMs} ms` : msg, String(err?.stack ?? ''), fatal);
+    this.settle(p, { ok: false, index: p.ruleIndex, error: mapped, trace: [] });
+  }
+
+  /** A WebAssembly fault: this runtime is discarded (SPEC §13); pending evaluations fail. */
+  private fault(e: unknown): void {
+    this.broken = true;
+    for (const p of this.evals.values()) {
+      if (!p.settled) {
+        this.settle(p, { ok: false, index: p.ruleIndex, error: { message: `sandbox fault: ${(e as Error).message}`, at: null, chain: [], fatal: 'internal' }, trace: [] });
+      }
+    }
+  }
+
+  private settle(p: PendingEval, run: StageRun): void {
+    if (p.settled) return;
+    p.settled = true;
+    if (p.ruleIndex >= 0 && p.ruleTimes[p.ruleIndex] === undefined) p.ruleTimes[p.ruleIndex] = performance.now() - p.ruleStartedAt;
+    run.trace = run.trace.map((t) => ({ ...t, ms: p.ruleTimes[t.index] ?? 0 }));
+    this.evals.delete(p.id);
+    if (p.promise) {
+      const h = p.promise;
+      p.promise = null;
+      // Disposed after the current guest call returns.
+      queueMicrotask(() => { if (!this.disposed) h.dispose(); });
+    }
+    p.resolve(run);
+  }
+
+  private decodeRun(p: PendingEval, json: string): StageRun {
+    type Raw = { ok?: { index: number; status: string | null; trace: Array<[number, string]> }; err?: { index: number; error: { message: string; stack: string; fatal: string | null }; trace: Array<[number, string]> } };
+    let raw: Raw;
+    try {
+      raw = JSON.parse(json) as Raw;
+    } catch {
+      return { ok: false, index: p.ruleIndex, error: { message: 'invalid result from the sandbox', at: null, chain: [], fatal: 'internal' }, trace: [] };
+    }
+    if (raw.err) {
+      return {
+        ok: false, index: raw.err.index,
+        error: this.mapError(raw.err.error.message, raw.err.error.stack, raw.err.error.fatal),
+        trace: raw.err.trace.map(([index, kind]) => ({ index, kind, ms: 0 })),
+      };
+    }
+    const ok = raw.ok!;
+    let status: Status | null = null;
+    if (ok.status !== null) {
+      const v = decodeValue(ok.status);
+      if (!(v instanceof Status)) {
+        return { ok: false, index: ok.index, error: { message: 'the sandbox returned something that is not a status', at: null, chain: [], fatal: 'internal' }, trace: [] };
+      }
+      status = v;
+    }
+    return { ok: true, index: ok.index, status, trace: ok.trace.map(([index, kind]) => ({ index, kind, ms: 0 })) };
+  }
+
+  // ------------------------------------------------------------ positions
+
+  /** Maps a guest stack trace to vSL positions (innermost first). */
+  mapError(message: string, stack: string, fatal: string | null): GuestError {
+    const chain: Pos[] = [];
+    const re = /policy\.js:(\d+):(\d+)/g;
+    let m: RegExpExecArray | null;
+    while ((m = re.exec(stack)) !== null) {
+      const pos = this.positionAt(Number(m[1]), Number(m[2]));
+      if (pos) chain.push(pos);
+    }
+    return { message, at: chain[0] ?? null, chain, fatal };
+  }
+
+  positionAt(line: number, col: number): Pos | null {
+    const marks = this.compiled.lineMarks;
+    for (let l = line - 1; l >= 0 && l >= line - 50; l--) {
+      const lm = marks[l];
+      if (!lm || lm.length === 0) continue;
+      let best: [number, number] | null = null;
+      for (const mk of lm) {
+        if (l < line - 1 || mk[0] <= col) best = mk;
+      }
+      if (best) return this.compiled.positions[best[1]] ?? null;
+    }
+    return null;
+  }
+
+  posOf(posId: number): Pos | null {
+    return posId >= 0 ? this.compiled.positions[posId] ?? null : null;
+  }
+
+  get pendingEvaluations(): number {
+    return this.evals.size;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const p of this.evals.values()) {
+      if (!p.settled) this.settle(p, { ok: false, index: p.ruleIndex, error: { message: 'policy unloaded', at: null, chain: [], fatal: 'internal' }, trace: [] });
+    }
+    try {
+      for (const h of Object.values(this.fns)) h.dispose();
+      this.vsl.dispose();
+      this.vm.dispose();
+      this.rt.dispose();
+    } catch {
+      // A faulted runtime may not dispose cleanly; it is unreachable either way.
+    }
+  }
+}
+
+export type RawInitError =
+  | { kind: 'runtime'; error: { message: string; stack: string; fatal: string | null } }
+  | { kind: 'not_map'; type: string }
+  | { kind: 'unknown_stage'; key: string }
+  | { kind: 'not_array'; key: string; type: string }
+  | { kind: 'bad_element'; key: string; type: string }
+  | { kind: 'duplicate'; name: string; posId: number; firstPosId: number };
+
+export type InitFailure = Exclude<RawInitError, { kind: 'runtime' }> | { kind: 'runtime'; error: GuestError };
+
+export class GuestFailure extends Error {
+  constructor(readonly error: GuestError) {
+    super(error.message);
+  }
+}
