@@ -20,6 +20,7 @@ import { defaultConfig, type Config } from '../config/schema.js';
 import { applySet, configFromValue, ConfigError, finishConfig } from '../config/validate.js';
 import { parseDuration, parseSize } from '../config/units.js';
 import { decodeValue, encodeValue } from '../vsl/runtime/wire.js';
+import type { Value } from '../vsl/runtime/value.js';
 import type { HostBuiltin, HostEnv } from '../builtins/host.js';
 import { systemClock } from '../builtins/host.js';
 import { HostBridge, type LoadState } from './host-bridge.js';
@@ -66,6 +67,8 @@ export interface PolicyVersion {
   warnings: Diagnostic[];
   bridge: HostBridge;
   evaluate(stage: string, contextJson: string, state: unknown): Promise<StageRun>;
+  /** A value exported by main.vsl (used by tests and tooling). */
+  exported(name: string): Value;
   dispose(): void;
 }
 
@@ -265,6 +268,9 @@ export async function loadPolicy(mainPath: string, opts: LoadOptions): Promise<L
         }
         return current.evaluate(stage, contextJson, state);
       },
+      exported(name) {
+        return current.exported(compiled.mainIndex, name);
+      },
       dispose() {
         current.dispose();
       },
@@ -295,7 +301,7 @@ function versionId(texts: string[], files: string[]): string {
 }
 
 /** The configuration as a plain value tree for on_config (ints as bigint). */
-function configToValue(cfg: Config): unknown {
+function configToValue(cfg: unknown): Value {
   const conv = (v: unknown): unknown => {
     if (typeof v === 'number') return BigInt(v);
     if (v === null) return undefined;
@@ -303,7 +309,7 @@ function configToValue(cfg: Config): unknown {
     if (typeof v === 'object') return new Map(Object.entries(v as Record<string, unknown>).map(([k, e]) => [k, conv(e)]));
     return v;
   };
-  return conv(cfg);
+  return conv(cfg) as Value;
 }
 
 export function applyOverrides(config: Config, o: ConfigOverrides): void {
@@ -326,7 +332,7 @@ export function serverInfo(config: Config, hostname: string) {
     domain: config.server.domain,
     virtual: config.server.virtual,
     relayNetworks: config.server.relay_networks,
-    cfgServer: JSON.parse(encodeValue(configToValue(cfgServer) as never)),
+    cfgServer: JSON.parse(encodeValue(configToValue(cfgServer))),
     dataDir: config.vsl.data_dir,
     hostname,
   };

@@ -94,7 +94,7 @@ export class PolicySandbox {
   private readonly rt: QuickJSRuntime;
   private readonly vm: QuickJSContext;
   private readonly vsl: QuickJSHandle;
-  private readonly fns: Record<'install' | 'setServer' | 'onConfig' | 'init' | 'runStage', QuickJSHandle>;
+  private readonly fns: Record<'install' | 'setServer' | 'onConfig' | 'init' | 'runStage' | 'exported', QuickJSHandle>;
   private readonly evals = new Map<number, PendingEval>();
   private nextEvalId = 1;
   /** The evaluation whose guest code is running now (0 = load). */
@@ -133,6 +133,7 @@ export class PolicySandbox {
       onConfig: this.vm.getProp(this.vsl, 'onConfig'),
       init: this.vm.getProp(this.vsl, 'init'),
       runStage: this.vm.getProp(this.vsl, 'runStage'),
+      exported: this.vm.getProp(this.vsl, 'exported'),
     };
     // Evaluate the policy program and hand it to the runtime.
     const prog = this.evalScript(compiled.js, 'policy.js', true)!;
@@ -319,6 +320,14 @@ export class PolicySandbox {
       return { ok: false, error: r.err };
     }
     return { ok: true, stages: r.ok! };
+  }
+
+  /** The value a module exports under `name` (after init). */
+  exported(module: number, name: string): Value {
+    const out = this.callGuest(this.fns.exported, [module, name])!;
+    const r = JSON.parse(out) as { ok?: unknown; err?: string };
+    if (r.err !== undefined) throw new Error(r.err);
+    return decodeValue(JSON.stringify(r.ok ?? null));
   }
 
   /** Evaluates one stage with the given context data (src/vsl/runtime/intrinsics.ts ContextData). */

@@ -98,7 +98,7 @@ const UNICODE_SPACE = /^[\s\u0085]$/u;
 /** A character for a message: printable ones quoted, others as U+XXXX. */
 export function showChar(ch: string): string {
   const cp = ch.codePointAt(0) ?? 0;
-  if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) {
+  if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0) || (cp >= 0xd800 && cp <= 0xdfff)) {
     return `U+${cp.toString(16).toUpperCase().padStart(4, '0')}`;
   }
   return `'${ch}'`;
@@ -420,7 +420,14 @@ export class Lexer {
       }
       return String.fromCodePoint(cp);
     }
-    if (this.i + 1 >= this.end || c === 10 || c === 13) {
+    if (this.i + 1 >= this.end) {
+      // A backslash ending the file: the literal is unterminated, which is
+      // reported by the caller; one message is enough.
+      this.i++;
+      this.col++;
+      return '';
+    }
+    if (c === 13) {
       this.i++;
       this.col++;
       this.report(pos, 'unknown escape sequence \'\\\'', ESCAPE_HINT);

@@ -436,7 +436,6 @@ class Parser {
   }
 
   private parseLet(exported: boolean): Stmt {
-    const first = this.peek();
     const kw = this.advance();
     const isConst = kw.text === 'const';
     const { name, pos: namePos } = this.expectName('a variable name', `after '${kw.text}'`);
@@ -447,7 +446,7 @@ class Parser {
     } else if (isConst) {
       this.failExpected(`'=' and a value for const ${name}`, `write const ${name} = value;`);
     }
-    const s: Stmt = { kind: 'Let', pos: first.pos, name, namePos, isConst, exported };
+    const s: Stmt = { kind: 'Let', pos: kw.pos, name, namePos, isConst, exported };
     if (init) s.init = init;
     return s;
   }

@@ -220,4 +220,15 @@ async function runStage(evalId: number, stage: string, ctxJson: string): Promise
   }
 }
 
-globalThis.$vsl = { install, setServer, onConfig, init, runStage };
+/** A module's exported value, wire-encoded (for tests and `mta check` tooling). */
+function exported(moduleIndex: number, name: string): string {
+  const m = modules[moduleIndex];
+  if (!m || !(name in m.E)) return JSON.stringify({ err: `no export '${name}'` });
+  try {
+    return JSON.stringify({ ok: toWire(m.E[name]) });
+  } catch (e) {
+    return JSON.stringify({ err: (e as Error).message });
+  }
+}
+
+globalThis.$vsl = { install, setServer, onConfig, init, runStage, exported };

@@ -1,0 +1,12 @@
+// The executable entry point (bin/mta.js imports the compiled form).
+import { main } from './mta.js';
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`mta: internal error: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  },
+);
