@@ -12,6 +12,13 @@ import { authBuiltins } from './auth/builtins.js';
 import { greylistBuiltins } from './greylist.js';
 import { ratelimitBuiltins } from './ratelimit.js';
 import { legacyBuiltins } from './legacy/builtins.js';
+import { validateDataFileAt } from './legacy/data-files.js';
+import { dataFileValidators } from '../policy/load.js';
+
+// mta check and every load validate the legacy data files a policy names by literal.
+dataFileValidators.set('smtpd_check_rules', (dir, spec) => validateDataFileAt('smtpd_check_rules', dir, spec));
+dataFileValidators.set('mapping', (dir, spec) => validateDataFileAt('mapping', dir, spec));
+dataFileValidators.set('access', (dir, spec) => validateDataFileAt('access', dir, spec));
 
 export function allBuiltins(): HostBuiltin[] {
   return [

@@ -407,19 +407,24 @@ function formatNet(text: string, c: ReturnType<typeof parseCidr>): string {
 function validateDataFiles(compiled: CompiledPolicy, builtins: HostBuiltin[]): Diagnostic[] {
   const out: Diagnostic[] = [];
   for (const d of compiled.literalDataFiles) {
-    if (!fs.existsSync(d.path)) {
-      out.push(diag(d.pos, `${d.fn}: no such file '${d.path}'`, 'data file paths are relative to the file that names them'));
+    const validator = dataFileValidators.get(d.fn);
+    if (!validator) {
+      if (!fs.existsSync(d.path)) out.push(diag(d.pos, `${d.fn}: no such file '${d.spec}'`, 'data file paths are relative to the file that names them'));
       continue;
     }
-    const validator = dataFileValidators.get(d.fn);
-    if (!validator) continue;
-    for (const p of validator(d.path)) {
-      out.push({ severity: p.severity ?? 'error', pos: { file: path.relative(process.cwd(), p.file) || p.file, line: p.line, col: p.col ?? 1 }, message: p.message });
+    for (const p of validator(d.dir, d.spec)) {
+      // A problem with the file as a whole (missing, unreadable) is reported where the policy names it.
+      const whole = p.line <= 1 && (p.file === d.spec || /no such file|cannot read|ENOENT/i.test(p.message));
+      out.push({
+        severity: p.severity ?? 'error',
+        pos: whole ? d.pos : { file: path.relative(process.cwd(), p.file) || p.file, line: p.line, col: p.col ?? 1 },
+        message: whole ? `${d.fn}: ${p.message}` : p.message,
+      });
     }
   }
   void builtins;
   return out;
 }
 
-/** Validators for data files by the function that reads them; registered by src/builtins/registry.ts. */
-export const dataFileValidators = new Map<string, (file: string) => Array<{ file: string; line: number; col?: number; message: string; severity?: 'error' | 'warning' }>>();
+/** Validators for data files, by the function that reads them: (directory of the naming file, path as written). */
+export const dataFileValidators = new Map<string, (dir: string, spec: string) => Array<{ file: string; line: number; col?: number; message: string; severity?: 'error' | 'warning' }>>();

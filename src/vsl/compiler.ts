@@ -63,7 +63,7 @@ export interface CompiledPolicy {
   stageMapPos: A.Pos | null;
   stageKeyPos: Record<string, A.Pos>;
   /** File paths named by string literals in file()/data-file built-ins (watched, validated at load). */
-  literalDataFiles: Array<{ fn: string; path: string; pos: A.Pos }>;
+  literalDataFiles: Array<{ fn: string; path: string; spec: string; dir: string; pos: A.Pos }>;
   diagnostics: Diagnostic[];
   /** Names of host built-ins the policy calls (for `mta check` and the coverage test). */
   hostCalls: Set<string>;
@@ -1283,7 +1283,7 @@ class Compiler {
     const first = e.args[0];
     if (first && first.kind === 'Str') {
       const dir = path.dirname(this.unit.file.path);
-      this.literalDataFiles.push({ fn, path: path.resolve(dir, first.value), pos: first.pos });
+      this.literalDataFiles.push({ fn, path: path.resolve(dir, first.value.replace(/^[a-z]+:(?!\/\/)/, '')), spec: first.value, dir, pos: first.pos });
     }
   }
 
@@ -1429,7 +1429,7 @@ class Compiler {
       this.warn(e.namePos, `rule "${e.name}" can never return a status (its block ends in a statement)`,
         'end the block with a status without a trailing `;`, e.g. `next()`, or make it an action');
     }
-    return `$.bi.directive${this.mark(e.pos)}(x, ${JSON.stringify(e.directive)}, ${JSON.stringify(e.name)}, ${body}, ${this.posId(e.namePos)})`;
+    return `$.bi.directive${this.mark(e.pos)}(x, ${JSON.stringify(e.directive)}, ${JSON.stringify(e.name)}, ${body}, ${this.posId(e.pos)})`;
   }
 
   private objectDecl(e: A.ObjectDecl): string {
@@ -1437,7 +1437,7 @@ class Compiler {
     const call = `$.bi.v1_object${this.mark(e.pos)}(x, ${JSON.stringify(e.type)}, ${JSON.stringify(e.element ?? null)}, ${v}, ${this.posId(e.typePos)})`;
     if (e.type === 'file' && e.value.kind === 'Str') {
       const dir = path.dirname(this.unit.file.path);
-      this.literalDataFiles.push({ fn: 'file', path: path.resolve(dir, e.value.value), pos: e.value.pos });
+      this.literalDataFiles.push({ fn: 'file', path: path.resolve(dir, e.value.value), spec: e.value.value, dir, pos: e.value.pos });
     }
     return this.bindDecl(e.name, e.namePos, call);
   }
