@@ -12,6 +12,7 @@ import { authBuiltins } from './auth/builtins.js';
 import { greylistBuiltins } from './greylist.js';
 import { ratelimitBuiltins } from './ratelimit.js';
 import { legacyBuiltins } from './legacy/builtins.js';
+import { coreBuiltins } from './core/index.js';
 import { validateDataFileAt } from './legacy/data-files.js';
 import { dataFileValidators } from '../policy/load.js';
 
@@ -23,6 +24,6 @@ dataFileValidators.set('access', (dir, spec) => validateDataFileAt('access', dir
 export function allBuiltins(): HostBuiltin[] {
   return [
     ...dnsBuiltins, ...dnsblBuiltins, ...spfBuiltins, ...dkimBuiltins, ...dmarcBuiltins, ...pslBuiltins,
-    ...authBuiltins, ...greylistBuiltins, ...ratelimitBuiltins, ...legacyBuiltins,
+    ...authBuiltins, ...greylistBuiltins, ...ratelimitBuiltins, ...legacyBuiltins, ...coreBuiltins,
   ];
 }

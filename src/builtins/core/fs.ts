@@ -1,0 +1,99 @@
+// fs::write(dir) and fs::dump(dir) (SPEC §7.10, v1 `write`, `dump`): copies
+// of the message under `vsl.data_dir`, the only place a policy may write
+// files (§13). `<dir>/<id>.eml` holds the message as it stands (this
+// evaluation's header edits included); `<dir>/<id>.json` the context and the
+// message. Files are written to a temporary name and renamed, so a reader
+// never sees half a file. In `mta test` / `mta explain` nothing is written.
+
+import path from 'node:path';
+import { addressText } from '../../policy/types.js';
+import { textOf } from '../../vsl/runtime/objects.js';
+import { fnError, type Value } from '../../vsl/runtime/value.js';
+import { typeName } from '../dns/call-args.js';
+import type { HostBuiltin, HostCall } from '../host.js';
+import { currentRecipients } from './addresses.js';
+import { writeFileAtomically } from './atomic.js';
+import { builtin } from './define.js';
+import { currentMessage } from './headers.js';
+
+const SEGMENT = /^[A-Za-z0-9._-]+$/;
+
+/**
+ * The directory a rule names, checked (SPEC §7.10: relative, segments of
+ * `[A-Za-z0-9._-]`, no `..`) and resolved under the data directory.
+ */
+export function dataSubdir(fn: string, dataDir: string, v: Value | undefined): string {
+  const dir = v === undefined ? undefined : textOf(v);
+  if (dir === undefined) throw fnError(fn, `directory must be a string, got ${typeName(v)}`);
+  const segments = dir.split('/');
+  const bad = dir === '' || segments.some((s) => !SEGMENT.test(s) || s === '.' || s === '..');
+  if (bad) throw fnError(fn, `invalid directory ${JSON.stringify(dir)}: relative path of [A-Za-z0-9._-] segments expected, without '..'`);
+  return path.join(path.resolve(dataDir), ...segments);
+}
+
+function txnId(call: HostCall, fn: string): string {
+  if (!call.txn) throw fnError(fn, 'there is no transaction');
+  // Transaction ids come from the server, but a path is built from it: check anyway.
+  if (!SEGMENT.test(call.txn.id) || call.txn.id.startsWith('.')) throw fnError(fn, `unusable transaction id ${JSON.stringify(call.txn.id)}`);
+  return call.txn.id;
+}
+
+/** The context as `ctx::to_string()` shows it (SPEC §4.2), for fs::dump. */
+export function contextRecord(call: HostCall): Record<string, unknown> {
+  const s = call.session;
+  const t = call.txn;
+  return {
+    stage: call.stage,
+    connection_id: s.id,
+    client_ip: s.clientIp,
+    client_port: s.clientPort,
+    server_ip: s.serverIp,
+    server_port: s.serverPort,
+    server_name: s.serverName,
+    connection_timestamp: s.connectedAt.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    is_secured: s.tls !== null,
+    helo: s.helo,
+    is_authenticated: s.auth !== null,
+    auth_id: s.auth?.authid ?? null,
+    message_id: t?.id ?? null,
+    mail_from: t ? addressText(t.mailFrom) : null,
+    mail_timestamp: t ? t.mailAt.toISOString().replace(/\.\d{3}Z$/, 'Z') : null,
+    rcpt_list: t ? currentRecipients(call).map(addressText) : [],
+  };
+}
+
+async function store(call: HostCall, fn: string, file: string, data: () => Buffer | string): Promise<Value> {
+  if (call.dryRun) {
+    call.log.info({ file }, `${fn}: would write ${file}`);
+    return undefined;
+  }
+  try {
+    await writeFileAtomically(file, data(), { mode: 0o640, mkdirMode: 0o750 });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw fnError(fn, `cannot write ${file}: ${e.code ?? e.message}`);
+  }
+  call.log.debug({ file }, `${fn}: wrote ${file}`);
+  return undefined;
+}
+
+async function fsWrite(call: HostCall, [dir]: Value[]): Promise<Value> {
+  const fn = 'fs::write';
+  const base = dataSubdir(fn, call.env.config.vsl.data_dir, dir);
+  const file = path.join(base, `${txnId(call, fn)}.eml`);
+  const message = currentMessage(call, fn);
+  return store(call, fn, file, () => message);
+}
+
+async function fsDump(call: HostCall, [dir]: Value[]): Promise<Value> {
+  const fn = 'fs::dump';
+  const base = dataSubdir(fn, call.env.config.vsl.data_dir, dir);
+  const file = path.join(base, `${txnId(call, fn)}.json`);
+  const message = currentMessage(call, fn).toString('utf8');
+  return store(call, fn, file, () => `${JSON.stringify({ context: contextRecord(call), message }, null, 2)}\n`);
+}
+
+export const fsBuiltins: HostBuiltin[] = [
+  builtin({ name: 'fs::write', from: 'preq', io: true, arity: 1, fn: fsWrite }),
+  builtin({ name: 'fs::dump', from: 'preq', io: true, arity: 1, fn: fsDump }),
+];
