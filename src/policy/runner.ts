@@ -76,6 +76,8 @@ export class PolicyRunner implements StageRunner {
     extra?: { credentials?: { mechanism: string; authid: string; authpass: string } },
   ): Promise<StageOutcome> {
     const version = this.versionFor(txn);
+    // A transaction pins the version current at its MAIL (SPEC §12).
+    if (txn && stage === 'mail' && !txn.policyVersion) txn.policyVersion = version.id;
     const rules = version.stages[stage];
     if (rules.length === 0) {
       return { verdict: { status: 'next', reply: null, rule: null, at: null, source: 'no rules', trace: [] }, effects: [] };
@@ -101,7 +103,7 @@ export class PolicyRunner implements StageRunner {
       rule: rules[t.index]?.name ?? '?',
       at: rules[t.index]?.at ?? '',
       status: t.kind as Verdict['trace'][number]['status'],
-      reply: null,
+      reply: null as Verdict['trace'][number]['reply'],
       ms: t.ms,
     }));
     if (!run.ok) {

@@ -46,6 +46,7 @@ export class PolicyManager {
   private reloading: Promise<ReloadOutcome> | null = null;
   private again = false;
   private closed = false;
+  private readonly swapListeners: Array<(next: PolicyVersion, previous: PolicyVersion) => void> = [];
 
   private constructor(
     private readonly opts: PolicyManagerOptions,
@@ -68,6 +69,11 @@ export class PolicyManager {
 
   current(): PolicyVersion {
     return this.currentVersion;
+  }
+
+  /** Called after each successful swap (the front re-reads TLS files and settings). */
+  onSwap(fn: (next: PolicyVersion, previous: PolicyVersion) => void): void {
+    this.swapListeners.push(fn);
   }
 
   byId(id: string): PolicyVersion | undefined {
@@ -170,6 +176,7 @@ export class PolicyManager {
     for (const w of next.warnings) log.warn({ at: `${w.pos.file}:${w.pos.line}:${w.pos.col}` }, w.message);
     log.info({ reload: 'ok', version: next.id, previous: prev.id, ms, reason }, `policy ${next.id} loaded in ${ms} ms`);
     this.opts.onSwap?.(next, prev);
+    for (const fn of this.swapListeners) fn(next, prev);
     this.rewatch();
     return { ok: true, version: next.id, ms, diagnostics: [] };
   }

@@ -1,0 +1,113 @@
+// DATA: receiving the message and everything up to the end-of-data reply
+// (SPEC §4.1 preq, §4.5, §10): the checks on the bytes, the Received: and
+// pending headers, the preq stage, the spool, and only then the 250.
+
+import { receivedHeader } from '../policy/received.js';
+import type { Reply, Session } from '../policy/types.js';
+import { applyMessageEdit } from './effects.js';
+import { DataCollector, MessageDraft, type DataProblem } from './message.js';
+import type { SmtpProtocol } from './protocol.js';
+import { R } from './replies.js';
+import { callStage } from './stage-call.js';
+import type { DataEnd } from './wire.js';
+
+const PROBLEM_REPLY: Record<DataProblem, Reply> = {
+  'bare-cr-lf': R.bareCrLf,
+  'too-big': R.tooBig,
+  nul: R.nulInMessage,
+  'header-too-big': R.headerTooBig,
+  'too-many-hops': R.tooManyHops,
+};
+
+/** After `DATA` passed its checks: 354, then the message is read while the command completes. */
+export async function receiveMessage(p: SmtpProtocol): Promise<void> {
+  const s = p.settings;
+  const collector = new DataCollector({ maxBytes: s.messageSizeLimit, maxHeaderBytes: s.headerSizeMax, maxReceived: s.maxReceived });
+  p.inData = true;
+  const ended = p.wire.receiveData((chunk) => collector.push(chunk));
+  await p.wire.reply(R.dataGo);
+  // The parser reads the message once this command returns; the end of
+  // data is handled when the final dot arrives.
+  void finishData(p, ended, collector);
+}
+
+async function finishData(p: SmtpProtocol, ended: Promise<DataEnd>, collector: DataCollector): Promise<void> {
+  const how = await ended;
+  if (how === 'aborted') {
+    // The client left or timed out mid-DATA: nothing reaches the spool.
+    p.log.info({ bytes: collector.bytes, id: p.state.txn?.id }, 'DATA aborted, message discarded');
+    p.state.endTransaction();
+    p.inData = false;
+    return;
+  }
+  p.wire.setBusy(true);
+  try {
+    await endOfData(p, collector);
+  } catch (err) {
+    p.log.error({ err }, 'end of data failed');
+    if (!p.wire.gone) await p.wire.reply(R.tempFail);
+  } finally {
+    // The transaction ends at end of DATA, whatever the reply (SPEC §4.3).
+    p.state.endTransaction();
+    p.inData = false;
+    p.wire.setBusy(false);
+    p.wire.dataDone();
+  }
+}
+
+/** A copy of the session for the spool: the front keeps changing its own. */
+function snapshot(session: Session): Session {
+  return structuredClone(session);
+}
+
+async function endOfData(p: SmtpProtocol, collector: DataCollector): Promise<void> {
+  const { state, front, settings: s } = p;
+  const txn = state.txn;
+  const txx = state.txx;
+  if (txn === null || txx === null) throw new Error('end of data without a transaction');
+  const checked = collector.finish();
+  if (!checked.ok) {
+    p.log.info({ id: txn.id, problem: checked.problem, bytes: collector.bytes }, 'message refused');
+    await p.wire.reply(PROBLEM_REPLY[checked.problem]);
+    return;
+  }
+  const session = state.session;
+  const received = receivedHeader(session, { serverName: s.serverName, id: txn.id, date: new Date(front.clock.now()) });
+  // Received: first, then pending headers in call order, then the client's (SPEC §7.5, §10).
+  const draft = MessageDraft.assemble([received, ...session.pendingHeaders, ...txn.pendingHeaders], checked.parsed);
+  for (const edit of txx.messageEdits) if (edit.kind === 'msg_from' || edit.kind === 'msg_rcpt') applyMessageEdit(draft, edit);
+  const { applied } = await callStage(front, state, p.log, 'preq', R.queued(txn.id), draft);
+  if (!applied.accept) {
+    // Refused at preq: the message is discarded.
+    await p.replyApplied(applied);
+    return;
+  }
+  if (txn.rcpts.length === 0) {
+    p.log.info({ id: txn.id }, 'no recipient left after preq: message accepted and dropped');
+    await p.replyApplied(applied);
+    return;
+  }
+  if (p.wire.gone) {
+    // Nobody is left to receive the 250: the client will send it again.
+    p.log.info({ id: txn.id }, 'client left before the end-of-data reply, message not queued');
+    return;
+  }
+  const data = draft.raw();
+  try {
+    await front.sink.enqueue({
+      id: txn.id,
+      mailFrom: txn.mailFrom,
+      rcpts: txn.rcpts.map((r) => ({ address: r.address, transport: r.transport })),
+      data,
+      session: snapshot(session),
+      txnRemembered: session.remembered ?? txn.remembered,
+      ...(applied.quarantine !== null ? { quarantine: applied.quarantine } : {}),
+    });
+  } catch (err) {
+    p.log.error({ err, id: txn.id }, 'spool failed, message not accepted');
+    await p.wire.reply(R.tempFail);
+    return;
+  }
+  p.log.info({ id: txn.id, size: data.length, rcpts: txn.rcpts.length, quarantine: applied.quarantine }, 'queued');
+  await p.replyApplied(applied);
+}
