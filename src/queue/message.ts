@@ -1,0 +1,251 @@
+// The spooled message as header fields plus body, for the post-queue stages:
+// a MessageView for rules to read (src/builtins/host.ts), and the header
+// edits a stage may commit (SPEC §7.5). Fields are kept as raw bytes, so a
+// field nobody edits is written back byte for byte.
+
+import type { MessageView } from '../builtins/host.js';
+import type { StageEffect } from '../policy/types.js';
+import { addressText } from '../policy/types.js';
+
+interface Field {
+  /** Name as written (empty for a malformed line without a colon). */
+  name: string;
+  /** The whole field: first line and continuation lines, each ending CRLF. */
+  raw: Buffer;
+}
+
+interface Split {
+  fields: Field[];
+  /** Everything from the blank line that ends the header on (may be empty). */
+  rest: Buffer;
+}
+
+/** Splits a message into header fields and the rest (blank line + body). */
+function split(message: Buffer): Split {
+  // The header ends at the first empty line.
+  let end = -1;
+  if (message.length >= 2 && message[0] === 0x0d && message[1] === 0x0a) end = 0;
+  else {
+    const i = message.indexOf('\r\n\r\n');
+    end = i < 0 ? message.length : i + 2;
+  }
+  const fields: Field[] = [];
+  let pos = 0;
+  while (pos < end) {
+    let nl = message.indexOf('\n', pos);
+    if (nl < 0 || nl >= end) nl = end - 1;
+    const line = message.subarray(pos, nl + 1);
+    const first = line[0];
+    if ((first === 0x20 || first === 0x09) && fields.length > 0) {
+      const last = fields[fields.length - 1]!;
+      last.raw = Buffer.concat([last.raw, line]);
+    } else {
+      const text = line.toString('latin1');
+      const colon = text.indexOf(':');
+      fields.push({ name: colon > 0 ? text.slice(0, colon).trim() : '', raw: line });
+    }
+    pos = nl + 1;
+  }
+  return { fields, rest: message.subarray(end) };
+}
+
+function join(s: Split): Buffer {
+  return Buffer.concat([...s.fields.map((f) => f.raw), s.rest]);
+}
+
+/** The field's value: after the colon, unfolded and trimmed (UTF-8). */
+function fieldValue(f: Field): string {
+  const text = f.raw.toString('utf8');
+  const colon = text.indexOf(':');
+  return text
+    .slice(colon + 1)
+    .replace(/\r?\n(?=[ \t])/g, '')
+    .replace(/\r?\n$/, '')
+    .trim();
+}
+
+export function checkHeaderName(name: string): void {
+  if (!/^[\x21-\x39\x3b-\x7e]+$/.test(name)) throw new Error(`invalid header name ${JSON.stringify(name)}`);
+}
+
+function checkHeaderValue(value: string): void {
+  if (/[\r\n]/.test(value)) throw new Error('header value contains CR or LF');
+}
+
+/**
+ * `Name: value` folded at whitespace so lines stay within 78 columns where
+ * possible (SPEC §7.5); a word longer than a line is left whole.
+ */
+export function foldField(name: string, value: string): Buffer {
+  checkHeaderName(name);
+  checkHeaderValue(value);
+  const words = value.split(/(?<=\S)(?=[ \t])/); // each word keeps its leading blank
+  const lines: string[] = [];
+  let line = `${name}:`;
+  let first = true;
+  for (const w of words) {
+    const word = first ? ` ${w.replace(/^[ \t]+/, '')}` : w;
+    first = false;
+    if (line.length + word.length > 78 && line.trim().length > name.length + 1) {
+      lines.push(line);
+      line = /^[ \t]/.test(word) ? word : ` ${word}`;
+    } else {
+      line += word;
+    }
+  }
+  lines.push(line);
+  return Buffer.from(lines.join('\r\n') + '\r\n', 'utf8');
+}
+
+function same(a: string, b: string): boolean {
+  return a.toLowerCase() === b.toLowerCase();
+}
+
+/** Splits an address list at commas outside quotes, angle brackets and comments. */
+function splitAddressList(value: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  let angle = 0;
+  let paren = 0;
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!;
+    if (quoted) {
+      cur += c;
+      if (c === '\\' && i + 1 < value.length) cur += value[++i];
+      else if (c === '"') quoted = false;
+      continue;
+    }
+    if (c === '"') quoted = true;
+    else if (c === '<') angle++;
+    else if (c === '>') angle = Math.max(0, angle - 1);
+    else if (c === '(') paren++;
+    else if (c === ')') paren = Math.max(0, paren - 1);
+    else if (c === ',' && angle === 0 && paren === 0) {
+      if (cur.trim()) out.push(cur.trim());
+      cur = '';
+      continue;
+    }
+    cur += c;
+  }
+  if (cur.trim()) out.push(cur.trim());
+  return out;
+}
+
+/** The addr-spec of one mailbox text (`"Name" <a@b>` → `a@b`). */
+function mailboxAddress(mailbox: string): string {
+  const m = /<([^<>]*)>\s*(?:\([^)]*\)\s*)?$/.exec(mailbox);
+  if (m) return m[1]!.trim();
+  return mailbox.replace(/\([^)]*\)/g, '').trim();
+}
+
+/** Replaces the addr-spec of a mailbox, keeping its display name. */
+function replaceMailbox(mailbox: string, address: string): string {
+  const m = /<([^<>]*)>/.exec(mailbox);
+  if (m) return mailbox.slice(0, m.index) + `<${address}>` + mailbox.slice(m.index + m[0].length);
+  return address;
+}
+
+function editAddressField(s: Split, name: string, edit: (list: string[]) => string[]): void {
+  const i = s.fields.findIndex((f) => same(f.name, name));
+  const list = i >= 0 ? splitAddressList(fieldValue(s.fields[i]!)) : [];
+  const next = edit(list);
+  if (next.length === 0) {
+    if (i >= 0) s.fields.splice(i, 1);
+    return;
+  }
+  const field = { name, raw: foldField(i >= 0 ? s.fields[i]!.name : name, next.join(', ')) };
+  if (i >= 0) s.fields[i] = field;
+  else s.fields.push(field);
+}
+
+/** Whether an effect edits the message (as opposed to the envelope). */
+export function isMessageEffect(e: StageEffect): boolean {
+  return e.kind === 'header' || e.kind === 'msg_from' || e.kind === 'msg_rcpt';
+}
+
+/**
+ * Applies header and From:/To: edits in order and returns the new message.
+ * Throws on an invalid header name or value. The body is never touched.
+ */
+export function applyMessageEffects(message: Buffer, effects: StageEffect[]): Buffer {
+  const s = split(message);
+  for (const e of effects) {
+    switch (e.kind) {
+      case 'header': {
+        checkHeaderName(e.name);
+        if (e.op === 'append') s.fields.push({ name: e.name, raw: foldField(e.name, e.value) });
+        else if (e.op === 'prepend') s.fields.unshift({ name: e.name, raw: foldField(e.name, e.value) });
+        else if (e.op === 'set') {
+          const i = s.fields.findIndex((f) => same(f.name, e.name));
+          const field = { name: e.name, raw: foldField(e.name, e.value) };
+          if (i >= 0) s.fields[i] = field;
+          else s.fields.push(field);
+        } else if (e.op === 'rename') {
+          checkHeaderName(e.newName);
+          for (const f of s.fields) {
+            if (!same(f.name, e.name)) continue;
+            const text = f.raw.toString('latin1');
+            f.raw = Buffer.concat([Buffer.from(e.newName, 'latin1'), f.raw.subarray(text.indexOf(':'))]);
+            f.name = e.newName;
+          }
+        } else if (e.op === 'remove') {
+          s.fields = s.fields.filter((f) => !same(f.name, e.name));
+        }
+        break;
+      }
+      case 'msg_from': {
+        const i = s.fields.findIndex((f) => same(f.name, 'From'));
+        const addr = addressText(e.address);
+        if (i < 0) s.fields.push({ name: 'From', raw: foldField('From', addr) });
+        else s.fields[i] = { name: 'From', raw: foldField(s.fields[i]!.name, replaceMailbox(fieldValue(s.fields[i]!), addr)) };
+        break;
+      }
+      case 'msg_rcpt': {
+        const target = addressText(e.address);
+        editAddressField(s, 'To', (list) => {
+          if (e.op === 'add') {
+            return list.some((m) => same(mailboxAddress(m), target)) ? list : [...list, target];
+          }
+          if (e.op === 'rm') return list.filter((m) => !same(mailboxAddress(m), target));
+          const to = e.to ? addressText(e.to) : target;
+          return list.map((m) => (same(mailboxAddress(m), target) ? replaceMailbox(m, to) : m));
+        });
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  return join(s);
+}
+
+/** A read-only view of a spooled message for rules (from preq on). */
+export function messageView(message: Buffer): MessageView {
+  let cached: Array<{ name: string; raw: string; value: string }> | null = null;
+  return {
+    headers() {
+      cached ??= split(message).fields.map((f) => ({ name: f.name, raw: f.raw.toString('utf8'), value: fieldValue(f) }));
+      return cached.map((h) => ({ ...h }));
+    },
+    raw() {
+      return message;
+    },
+  };
+}
+
+/** The header block (without the blank line), for DSNs and `mta queue show`. */
+export function headerBlock(message: Buffer): Buffer {
+  return Buffer.concat(split(message).fields.map((f) => f.raw));
+}
+
+/** The first value of a header field, or null. */
+export function headerValue(message: Buffer, name: string): string | null {
+  const f = split(message).fields.find((x) => same(x.name, name));
+  return f ? fieldValue(f) : null;
+}
+
+/** Prepends trace fields (Return-Path, Delivered-To) for local delivery. */
+export function prependFields(message: Buffer, fields: Array<[string, string]>): Buffer {
+  return Buffer.concat([...fields.map(([n, v]) => foldField(n, v)), message]);
+}
