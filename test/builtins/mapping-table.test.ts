@@ -3,12 +3,12 @@
 // probe strings, pattern wildcards and escapes, template flags, $D delays
 // through an injected clock, and malformed files.
 
+import { fromRoot } from '../helpers/paths.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import type { Clock } from '../../src/builtins/host.js';
 import { legacyBuiltins } from '../../src/builtins/legacy/builtins.js';
@@ -30,8 +30,7 @@ import type { MailAddress } from '../../src/policy/types.js';
 import { Status } from '../../src/vsl/runtime/status.js';
 import { makeHostCall } from '../helpers/host-call.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const MAPPINGS = path.resolve(here, '../../examples/msgsrv/mappings');
+const MAPPINGS = fromRoot('examples/msgsrv/mappings');
 
 const silent = pino({ level: 'silent' });
 

@@ -2,12 +2,12 @@
 // Postfix words it, access-map formats and lookup order, every action, and
 // the host built-ins. DNS comes from a table-driven Resolver double.
 
+import { fromRoot } from '../helpers/paths.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { DnsError, type Resolver } from '../../src/builtins/host.js';
 import {
@@ -35,8 +35,7 @@ import type { Header, MailAddress, Stage } from '../../src/policy/types.js';
 import { Status } from '../../src/vsl/runtime/status.js';
 import { makeHostCall } from '../helpers/host-call.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const SENDER_ACCESS = path.resolve(here, '../../examples/postfix-restrictions/sender_access');
+const SENDER_ACCESS = fromRoot('examples/postfix-restrictions/sender_access');
 const IP = '203.0.113.9';
 
 // ------------------------------------------------------------------ doubles

@@ -3,12 +3,12 @@
 // every source form, delays through an injected clock, malformed lines, and
 // the data-file cache that reloads the file when it changes.
 
+import { fromRoot } from '../helpers/paths.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { DnsError, type Clock, type Resolver } from '../../src/builtins/host.js';
 import { legacyBuiltins } from '../../src/builtins/legacy/builtins.js';
@@ -25,8 +25,7 @@ import type { MailAddress } from '../../src/policy/types.js';
 import { Status } from '../../src/vsl/runtime/status.js';
 import { makeHostCall } from '../helpers/host-call.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const ESMITH = path.resolve(here, '../../examples/esmith/smtpd_check_rules');
+const ESMITH = fromRoot('examples/esmith/smtpd_check_rules');
 const OUTSIDE = '203.0.113.9';
 
 // ------------------------------------------------------------------ test doubles
