@@ -19,6 +19,7 @@ import { Scheduler } from './delivery/scheduler.js';
 import { runStageWith } from './delivery/stage-adapter.js';
 import { createFailureTracker, failureTrackerOptions } from './builtins/auth/failures.js';
 import type { Config } from './config/schema.js';
+import type { ServerStats } from './stats.js';
 
 export interface ServerOptions {
   mainPath: string;
@@ -28,6 +29,8 @@ export interface ServerOptions {
   deliver?: boolean;
   /** Watch the policy files for changes (the default). */
   watch?: boolean;
+  /** Counters and stage timings of this process. */
+  stats?: ServerStats;
 }
 
 export interface RunningServer {
@@ -41,9 +44,8 @@ export interface RunningServer {
   stop(graceMs?: number): Promise<void>;
 }
 
-export async function startServer(opts: ServerOptions): Promise<RunningServer> {
-  const log = opts.log;
-  // One HostEnv per process: the resolver and state store outlive policy versions.
+/** Loads the policy with hot reload and one HostEnv for the life of the process. */
+async function startPolicy(opts: ServerOptions): Promise<{ policy: PolicyManager; env: () => HostEnv }> {
   let env: HostEnv | null = null;
   const policy = await PolicyManager.start({
     mainPath: opts.mainPath,
@@ -51,22 +53,34 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     load: {
       builtins: allBuiltins(),
       env: (config) => {
-        if (!env) env = serverEnv(config, opts.mainPath, log);
+        // The resolver and state store outlive policy versions.
+        if (!env) env = serverEnv(config, opts.mainPath, opts.log);
         else env = { ...env, config };
         return env;
       },
     },
-    log,
+    log: opts.log,
     extraFiles: (config) => [config.server.tls.certificate, config.server.tls.private_key].filter((f): f is string => typeof f === 'string'),
   });
-  const config = (): Config => policy.current().config;
-  log.level = config().logs.level;
+  opts.log.level = policy.current().config.logs.level;
+  return { policy, env: () => env! };
+}
 
+/**
+ * A server in one process: front, spool and (unless `deliver: false`) the
+ * delivery scheduler. `mta run --workers 0`, and what tests start.
+ */
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const log = opts.log;
+  const { policy, env } = await startPolicy(opts);
+  const config = (): Config => policy.current().config;
   const spool = await Spool.open(config().queue.dir, { log });
-  const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log });
+  const stats = opts.stats;
+  if (stats) spool.on('enqueued', () => stats.accepted++);
+  const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log, stats });
   let scheduler: Scheduler | null = null;
   if (opts.deliver !== false) {
-    scheduler = new Scheduler({ spool, config, resolver: env!.resolver, runStage: runStageWith(runner), log });
+    scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log });
     await scheduler.start();
   }
   const front = createSmtpFront({
@@ -100,7 +114,44 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         await front.close(graceMs);
         await scheduler?.stop();
         policy.close();
-        await env?.state.close().catch(() => undefined);
+        await env()?.state.close().catch(() => undefined);
+      })();
+      return stopping;
+    },
+  };
+}
+
+export interface DeliveryProcess {
+  policy: PolicyManager;
+  spool: Spool;
+  scheduler: Scheduler;
+  stop(): Promise<void>;
+}
+
+/**
+ * The delivery half alone: the scheduler with the postq and delivery stages.
+ * With `--workers N` the primary process runs this while N worker processes
+ * run the SMTP front (startServer with deliver: false). Keeping delivery out
+ * of the front processes keeps its file-system work off their thread pool
+ * and event loop, so a backlog being delivered does not slow SMTP replies.
+ */
+export async function startDelivery(opts: ServerOptions): Promise<DeliveryProcess> {
+  const log = opts.log;
+  const { policy, env } = await startPolicy(opts);
+  const config = (): Config => policy.current().config;
+  const spool = await Spool.open(config().queue.dir, { log });
+  const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log });
+  const scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log });
+  await scheduler.start();
+  if (opts.watch !== false) policy.watch();
+  let stopping: Promise<void> | null = null;
+  return {
+    policy, spool, scheduler,
+    stop() {
+      stopping ??= (async () => {
+        await scheduler.stop();
+        policy.close();
+        await env()?.state.close().catch(() => undefined);
       })();
       return stopping;
     },

@@ -1,16 +1,38 @@
 // `mta [run] --config main.vsl` (SPEC §11.1): runs the server in the
 // foreground, logging to stdout. SIGHUP reloads; SIGTERM/SIGINT stop
 // gracefully (up to 30 s) and exit 0.
+//
+// With --workers N (default: the number of CPUs) the primary process runs
+// delivery (scheduler, postq and delivery stages) and forks N worker
+// processes that share the listening sockets and run the SMTP front, each
+// with its own policy sandbox. --workers 0 runs everything in one process.
 
+import cluster from 'node:cluster';
+import os from 'node:os';
+import type { Logger } from 'pino';
 import { createLogger } from '../log/logger.js';
-import { startServer } from '../server.js';
+import { startDelivery, startServer, type ServerOptions } from '../server.js';
 import { PolicyLoadError } from '../reload/manager.js';
 import type { CliIo } from './io.js';
 import { MAIN_HELP } from './mta.js';
-import { parseArgs, single, UsageError } from './args.js';
+import { parseArgs, single, UsageError, type ParsedArgs } from './args.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ServerStats, mergeSnapshots, type StatsSnapshot } from '../stats.js';
+
+/** SIGUSR2 writes the counters and stage timings to <queue.dir>/stats.json (atomically). */
+function writeStats(queueDir: string, snapshots: StatsSnapshot[]): void {
+  const file = path.join(queueDir, 'stats.json');
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify({ time: new Date().toISOString(), ...mergeSnapshots(snapshots) }));
+  fs.renameSync(tmp, file);
+}
+
+const GRACE_MS = 30_000;
 
 export async function runCommand(argv: string[], io: CliIo): Promise<number> {
-  let args;
+  let args: ParsedArgs;
+  let workers: number;
   try {
     args = parseArgs(argv[0] === 'run' ? argv.slice(1) : argv, {
       flags: ['help'],
@@ -24,6 +46,9 @@ export async function runCommand(argv: string[], io: CliIo): Promise<number> {
     if (args.positional.length) throw new UsageError(`unexpected argument ${args.positional[0]}`);
     const fmt = single(args, 'log-format');
     if (fmt && fmt !== 'json' && fmt !== 'pretty') throw new UsageError('--log-format is json or pretty');
+    const w = single(args, 'workers');
+    workers = w === undefined ? Math.max(1, os.availableParallelism()) : Number(w);
+    if (!Number.isInteger(workers) || workers < 0 || workers > 64) throw new UsageError('--workers is a number from 0 to 64');
   } catch (e) {
     if (e instanceof UsageError) {
       io.stderr.write(`mta: ${e.message}\n\n${MAIN_HELP}`);
@@ -32,45 +57,153 @@ export async function runCommand(argv: string[], io: CliIo): Promise<number> {
     throw e;
   }
   const format = single(args, 'log-format') ?? (process.stdout.isTTY ? 'pretty' : 'json');
-  const log = createLogger({ level: single(args, 'log-level') ?? 'info', format });
-  let server;
+  const base = createLogger({ level: single(args, 'log-level') ?? 'info', format });
+  const log = cluster.isWorker ? base.child({ worker: cluster.worker?.id }) : base;
+  const opts: ServerOptions = {
+    mainPath: single(args, 'config')!,
+    overrides: {
+      set: args.values.get('set') ?? [],
+      listen: args.values.get('listen'),
+      queueDir: single(args, 'queue-dir'),
+      logLevel: single(args, 'log-level'),
+      logFormat: single(args, 'log-format'),
+    },
+    log,
+  };
   try {
-    server = await startServer({
-      mainPath: single(args, 'config')!,
-      overrides: {
-        set: args.values.get('set') ?? [],
-        listen: args.values.get('listen'),
-        queueDir: single(args, 'queue-dir'),
-        logLevel: single(args, 'log-level'),
-        logFormat: single(args, 'log-format'),
-      },
-      log,
-    });
+    if (workers === 0) return await single_process(opts, log);
+    if (cluster.isWorker) return await worker(opts, log);
+    return await primary(opts, log, workers);
   } catch (e) {
-    if (e instanceof PolicyLoadError) {
-      io.stderr.write(`${e.message}\n`);
-      return 1;
-    }
-    io.stderr.write(`mta: ${(e as Error).message}\n`);
+    io.stderr.write(e instanceof PolicyLoadError ? `${e.message}\n` : `mta: ${(e as Error).message}\n`);
     return 1;
   }
-  const running = server;
-  return await new Promise<number>((resolve) => {
-    const stop = (signal: string): void => {
+}
+
+/**
+ * Ends the process once a graceful stop is done: watchers, timers and the IPC
+ * channel would otherwise keep it alive. The short wait lets the log flush.
+ */
+function exitSoon(code: number): void {
+  setTimeout(() => process.exit(code), 200).unref();
+}
+
+function onStopSignals(fn: (signal: string) => void): void {
+  const once = (signal: string): void => {
+    process.removeAllListeners('SIGTERM');
+    process.removeAllListeners('SIGINT');
+    fn(signal);
+  };
+  process.on('SIGTERM', () => once('SIGTERM'));
+  process.on('SIGINT', () => once('SIGINT'));
+}
+
+async function single_process(opts: ServerOptions, log: Logger): Promise<number> {
+  const stats = new ServerStats();
+  const server = await startServer({ ...opts, stats });
+  process.on('SIGUSR2', () => writeStats(server.config().queue.dir, [stats.snapshot()]));
+  process.on('SIGHUP', () => {
+    log.info('SIGHUP: reloading the policy');
+    void server.policy.reload('SIGHUP');
+  });
+  return new Promise<number>((resolve) => {
+    onStopSignals((signal) => {
       log.info({ signal }, 'stopping: no new connections, sessions get up to 30 s');
-      process.removeAllListeners('SIGTERM');
-      process.removeAllListeners('SIGINT');
-      void running.stop(30_000).then(() => {
+      void server.stop(GRACE_MS).then(() => {
         log.info('stopped');
         log.flush?.();
         resolve(0);
+        exitSoon(0);
+      });
+    });
+  });
+}
+
+/** A worker: the SMTP front on the shared listening sockets; delivery is the primary's. */
+async function worker(opts: ServerOptions, log: Logger): Promise<number> {
+  const stats = new ServerStats();
+  const server = await startServer({ ...opts, deliver: false, stats });
+  process.send?.({ type: 'listening', listeners: server.listeners });
+  return new Promise<number>((resolve) => {
+    const stop = (): void => {
+      void server.stop(GRACE_MS).then(() => {
+        log.flush?.();
+        resolve(0);
+        exitSoon(0);
       });
     };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => {
-      log.info('SIGHUP: reloading the policy');
-      void running.policy.reload('SIGHUP');
+    process.on('message', (m: { type?: string }) => {
+      if (m?.type === 'reload') void server.policy.reload('SIGHUP');
+      if (m?.type === 'stats') process.send?.({ type: 'stats', stats: stats.snapshot() });
+      if (m?.type === 'stop') stop();
+    });
+    // The primary forwards signals; a worker signalled directly stops the same way.
+    onStopSignals(stop);
+    process.on('SIGHUP', () => undefined);
+    process.on('SIGUSR2', () => undefined);
+  });
+}
+
+async function primary(opts: ServerOptions, log: Logger, count: number): Promise<number> {
+  const delivery = await startDelivery(opts);
+  // Let the kernel hand each new connection to a worker blocked in accept():
+  // the primary then never touches client sockets (round-robin through the
+  // primary costs it a hand-off per connection).
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
+  let stopping = false;
+  const fork = (): void => {
+    const w = cluster.fork();
+    w.on('message', (m: { type?: string; listeners?: Array<{ kind: string; address: string; port: number }> }) => {
+      if (m?.type === 'listening' && w.id === 1) {
+        for (const l of m.listeners ?? []) log.info({ listener: l.kind, address: l.address, port: l.port, workers: count }, `listening on ${l.address}:${l.port} (${l.kind}, ${count} workers)`);
+      }
+    });
+  };
+  cluster.on('exit', (w, code, signal) => {
+    if (stopping) return;
+    log.error({ worker: w.id, code, signal }, 'worker exited; starting a new one');
+    setTimeout(fork, 1000).unref();
+  });
+  for (let i = 0; i < count; i++) fork();
+  process.on('SIGUSR2', () => {
+    // Ask every worker for its counters; write what answered within a second.
+    const live = Object.values(cluster.workers ?? {}).filter((w) => w && !w.isDead());
+    const got: StatsSnapshot[] = [];
+    const done = (): void => writeStats(delivery.policy.current().config.queue.dir, got);
+    const timer = setTimeout(done, 1000);
+    for (const w of live) {
+      const onMsg = (m: { type?: string; stats?: StatsSnapshot }): void => {
+        if (m?.type !== 'stats' || !m.stats) return;
+        w!.off('message', onMsg);
+        got.push(m.stats);
+        if (got.length === live.length) {
+          clearTimeout(timer);
+          done();
+        }
+      };
+      w!.on('message', onMsg);
+      w!.send({ type: 'stats' });
+    }
+  });
+  process.on('SIGHUP', () => {
+    log.info('SIGHUP: reloading the policy in every process');
+    void delivery.policy.reload('SIGHUP');
+    for (const w of Object.values(cluster.workers ?? {})) w?.send({ type: 'reload' });
+  });
+  return new Promise<number>((resolve) => {
+    onStopSignals((signal) => {
+      stopping = true;
+      log.info({ signal }, 'stopping: no new connections, sessions get up to 30 s');
+      const workers = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined);
+      const exited = workers.map((w) => new Promise<void>((r) => (w!.isDead() ? r() : w!.once('exit', () => r()))));
+      for (const w of workers) w!.send({ type: 'stop' });
+      void Promise.all(exited).then(async () => {
+        await delivery.stop();
+        log.info('stopped');
+        log.flush?.();
+        resolve(0);
+        exitSoon(0);
+      });
     });
   });
 }

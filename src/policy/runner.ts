@@ -18,6 +18,8 @@ export interface RunnerOptions {
   log: Logger;
   dryRun?: boolean;
   now?(): number;
+  /** Records the script time of each stage evaluation (src/stats.ts). */
+  stats?: { recordStage(stage: string, ms: number): void };
 }
 
 /** Builds the per-evaluation context the guest reads (src/vsl/runtime/intrinsics.ts ContextData). */
@@ -94,8 +96,10 @@ export class PolicyRunner implements StageRunner {
     };
     const ctx = contextData(stage, session, txn, this.opts.now ? this.opts.now() : Date.now(), extra?.credentials ?? null);
     let run;
+    const t0 = performance.now();
     try {
       run = await version.evaluate(stage, JSON.stringify(ctx), state);
+      this.opts.stats?.recordStage(stage, performance.now() - t0);
     } catch (e) {
       return { verdict: this.errorVerdict(stage, null, `policy engine unavailable: ${(e as Error).message}`, []), effects: [] };
     }

@@ -71,6 +71,8 @@ export class VslConnection extends SMTPConnection implements Wire, Tracked {
   private shutdownRequested = false;
   private sessionExpired = false;
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** Runs while a command line is incomplete (see _createParser). */
+  private lineDeadline: NodeJS.Timeout | null = null;
 
   constructor(server: VslSmtpServer, socket: ConstructorParameters<typeof SMTPConnection>[1], options?: SMTPConnectionOptions | null) {
     super(server, socket, options);
@@ -130,10 +132,22 @@ export class VslConnection extends SMTPConnection implements Wire, Tracked {
     // The parser cannot go on after that line, so the connection closes.
     parser.removeAllListeners('error');
     parser.on('error', () => this.replyAndClose(R.lineTooLong));
+    // Every byte resets the socket's idle timer, so a client trickling a
+    // command a byte at a time would never be idle: a command line must
+    // also be complete within the idle timeout of its first byte.
+    const write = parser._write.bind(parser);
+    parser._write = (chunk, encoding, next) => {
+      if (!parser._dataMode && parser === this._parser) this.armLineDeadline();
+      write(chunk, encoding, next);
+    };
     return parser;
   }
 
   override init(): void {
+    // Replies are small writes; with Nagle on, a reply that leaves in two
+    // segments waits for the client's delayed ACK (40 ms on Linux) —
+    // about 80 ms per transaction for nothing.
+    (this._socket as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
     this._socket.on('data', this.onEarlyData);
     this._setListeners(() => this.admit());
   }
@@ -144,6 +158,8 @@ export class VslConnection extends SMTPConnection implements Wire, Tracked {
   }
 
   override _onCommand(command: Buffer, callback?: () => void): void {
+    this.clearTimer(this.lineDeadline);
+    this.lineDeadline = null;
     const next = callback ?? ((): void => undefined);
     const buffered = this.resuming;
     if (this._upgrading) {
@@ -218,6 +234,18 @@ export class VslConnection extends SMTPConnection implements Wire, Tracked {
     if (this.registered) this.front.registry.remove(this);
     this.registered = false;
     this.log.info('disconnected');
+  }
+
+  /** Starts the deadline of the command line being received, unless one runs. */
+  private armLineDeadline(): void {
+    if (this.lineDeadline !== null || this.gone) return;
+    this.lineDeadline = this.timer(this.settings.idleTimeoutMs, () => {
+      this.lineDeadline = null;
+      // While a command is served (its stage, the spool, DATA) the client waits for us.
+      if (this.gone || this.handling || this.busyDepth > 0 || this.proto.inData) return;
+      this.log.info('command line not completed within the idle timeout');
+      this.replyAndClose(R.timeout(this.settings.serverName));
+    });
   }
 
   // ------------------------------------------------------------ connection start
