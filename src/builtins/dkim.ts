@@ -334,7 +334,12 @@ type DkimVerifyFn = (
 ) => Promise<{ results: MailauthDkimResult[] }>;
 
 const require = createRequire(import.meta.url);
-const { dkimVerify } = require('mailauth/lib/dkim/verify.js') as { dkimVerify: DkimVerifyFn };
+// Loaded on first use (mailauth is large; see spf.ts).
+let dkimVerifyFn: DkimVerifyFn | null = null;
+const dkimVerify: DkimVerifyFn = (input, opts) => {
+  dkimVerifyFn ??= (require('mailauth/lib/dkim/verify.js') as { dkimVerify: DkimVerifyFn }).dkimVerify;
+  return dkimVerifyFn(input, opts);
+};
 
 /** The message with DKIM-Signature fields after the 5th removed, so they cost no lookups. */
 function capSignatures(raw: Buffer): Buffer {

@@ -7,7 +7,15 @@
 // bar.github.io are different organisations, not one.
 
 import { domainToASCII } from 'node:url';
-import { getDomain } from 'tldts';
+import { createRequire } from 'node:module';
+
+// The public suffix list (~11 MB in memory) is loaded on first use.
+const require = createRequire(import.meta.url);
+let getDomainFn: typeof import('tldts').getDomain | null = null;
+function getDomain(...args: Parameters<typeof import('tldts').getDomain>): ReturnType<typeof import('tldts').getDomain> {
+  getDomainFn ??= (require('tldts') as typeof import('tldts')).getDomain;
+  return getDomainFn(...args);
+}
 import type { HostBuiltin } from './host.js';
 import { argText, checkArity } from './dns/call-args.js';
 

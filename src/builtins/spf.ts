@@ -74,7 +74,12 @@ interface SpfFailure {
 type SpfVerify = (domain: string, opts: Record<string, unknown>) => Promise<SpfVerifyResult | false>;
 
 const require = createRequire(import.meta.url);
-const { spfVerify } = require('mailauth/lib/spf/spf-verify.js') as { spfVerify: SpfVerify };
+// Loaded on first use: mailauth costs ~37 MB per process, and most processes never check SPF.
+let spfVerifyFn: SpfVerify | null = null;
+const spfVerify: SpfVerify = (domain, opts) => {
+  spfVerifyFn ??= (require('mailauth/lib/spf/spf-verify.js') as { spfVerify: SpfVerify }).spfVerify;
+  return spfVerifyFn(domain, opts);
+};
 
 const QUALIFIERS: Record<string, SpfResult> = { '+': 'pass', '-': 'fail', '~': 'softfail', '?': 'neutral' };
 

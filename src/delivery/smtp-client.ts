@@ -9,7 +9,13 @@
 
 import net from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
-import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
+import { createRequire } from 'node:module';
+import type SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
+
+// nodemailer is loaded by the process that delivers, on first use; the SMTP
+// front processes never need it.
+const require = createRequire(import.meta.url);
+let SmtpConnectionClass: typeof SMTPConnection | null = null;
 import { deferred, failed, type RcptResult, resultFromReply } from './outcome.js';
 
 export type TlsMode = 'none' | 'opportunistic' | 'required' | 'tunnel';
@@ -139,7 +145,8 @@ export class SmtpSession {
       rejectUnauthorized: mode === 'required' || mode === 'tunnel',
       ca: opts.ca,
     };
-    const conn = new SMTPConnection({
+    SmtpConnectionClass ??= require('nodemailer/lib/smtp-connection/index.js') as typeof SMTPConnection;
+    const conn = new SmtpConnectionClass({
       host: opts.ip,
       port: opts.port,
       name: opts.heloName,

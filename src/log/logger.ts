@@ -10,7 +10,10 @@
 // object anyway (SPEC §5.5: the password must never be logged).
 
 import pino, { type DestinationStream, type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import { createRequire } from 'node:module';
+
+// pino-pretty is loaded only for `logs.format = "pretty"`.
+const require = createRequire(import.meta.url);
 import type { Session } from '../policy/types.js';
 
 export type { Logger } from 'pino';
@@ -62,6 +65,7 @@ export function createLogger(opts: LoggerOptions): Logger {
   };
   if (opts.destination) return pino(base, opts.destination as DestinationStream);
   if (opts.format === 'pretty') {
+    const pretty = require('pino-pretty') as typeof import('pino-pretty');
     const stream = pretty({ colorize: process.stdout.isTTY === true, sync: false, translateTime: 'SYS:standard' });
     return pino(base, stream);
   }

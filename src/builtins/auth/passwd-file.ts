@@ -7,7 +7,11 @@
 import { randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { readFileSync, statSync, type Stats } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import * as argon2 from 'argon2';
+import { createRequire } from 'node:module';
+
+// The argon2 native module is loaded only when an argon2 hash is used.
+const require = createRequire(import.meta.url);
+const argon2 = (): typeof import('argon2') => require('argon2') as typeof import('argon2');
 
 /** A problem in a passwd file, positioned for `mta check` (1-based line and column). */
 export interface PasswdDiagnostic {
@@ -111,7 +115,7 @@ export async function verifyHash(h: ParsedHash, password: string): Promise<boole
     return timingSafeEqual(derived, h.hash);
   }
   // argon2.verify recomputes with the string's parameters and compares in constant time.
-  return argon2.verify(h.phc, password);
+  return argon2().verify(h.phc, password);
 }
 
 /** A new scrypt PHC string for `password`. */
@@ -123,8 +127,8 @@ export async function hashScrypt(password: string, cost = SCRYPT_DEFAULTS): Prom
 
 /** A new argon2id PHC string for `password`, with parameters written m, t, p as SPEC §7.3 shows. */
 export async function hashArgon2id(password: string, cost = ARGON2_DEFAULTS): Promise<string> {
-  const phc = await argon2.hash(password, {
-    type: argon2.argon2id,
+  const phc = await argon2().hash(password, {
+    type: argon2().argon2id,
     memoryCost: cost.m,
     timeCost: cost.t,
     parallelism: cost.p,

@@ -9,7 +9,11 @@
 // timeout, and an offline queue flushed at every failed reconnection so
 // waiting commands cannot pile up while Redis is away.
 
-import { Redis } from 'ioredis';
+import { createRequire } from 'node:module';
+import type { Redis } from 'ioredis';
+
+// ioredis (~24 MB in memory) is loaded only when state.store is a Redis URL.
+const require = createRequire(import.meta.url);
 import type { StateStore } from '../host.js';
 import { checkTtl, checkWindow } from './memory.js';
 
@@ -54,7 +58,8 @@ export class RedisStateStore implements StateStore {
   ) {
     checkRedisUrl(url);
     this.timeoutMs = opts.timeoutMs ?? STATE_OP_DEADLINE_MS;
-    this.redis = new Redis(url, {
+    const RedisClient = (require('ioredis') as typeof import('ioredis')).Redis;
+    this.redis = new RedisClient(url, {
       commandTimeout: this.timeoutMs,
       connectTimeout: this.timeoutMs,
       // Queued commands are failed after each unsuccessful reconnection
