@@ -200,6 +200,9 @@ export async function loadPolicy(mainPath: string, opts: LoadOptions): Promise<L
       sandbox.dispose();
       return { ok: false, diagnostics, sources };
     }
+    // Top-level code runs with the final configuration (e.g. vsl.allow_cmd for a `const x = cmd::build(…)`).
+    const env = opts.env ? opts.env(config) : defaultEnvFor(config, bootLog);
+    bridge.setEnv(env);
     sandbox.setServer(serverInfo(config, hostname));
     const init = sandbox.init(order, compiled.mainIndex);
     if (!init.ok) {
@@ -237,8 +240,6 @@ export async function loadPolicy(mainPath: string, opts: LoadOptions): Promise<L
     const limits = { memoryBytes: parseSize(config.vsl.memory_limit), ruleTimeoutMs: parseDuration(config.vsl.rule_timeout) };
     const files = [...new Set([...loaded.files.map((f) => f.path), ...loadState.dataFiles, ...compiled.literalDataFiles.map((d) => d.path)])];
     const id = versionId(loaded.files.map((f) => f.text), files);
-    const env = opts.env ? opts.env(config) : defaultEnvFor(config, bootLog);
-    bridge.setEnv(env);
 
     const build = async (): Promise<PolicySandbox> => {
       const sb = await PolicySandbox.create(compiled, limits, bridge);

@@ -108,6 +108,9 @@ for (const name of [
 ]) {
   GUEST_BUILTINS[name] = GUEST_BUILTINS[`ctx::${name}`]!;
 }
+// v1 `to_string()` with no argument is the context as JSON (SPEC §4.2, Appendix A "v1 same");
+// with one argument `to_string(x)` stays the §2.8 global (resolution is by arity).
+GUEST_BUILTINS['to_string'] = GUEST_BUILTINS['ctx::to_string']!;
 GUEST_BUILTINS['is_authenticated'] = GUEST_BUILTINS['auth::is_authenticated']!;
 GUEST_BUILTINS['auth'] = GUEST_BUILTINS['auth::credentials']!;
 

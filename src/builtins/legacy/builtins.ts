@@ -27,6 +27,7 @@ import {
 } from './postfix.js';
 import { probeFromCall } from './probe.js';
 import { DEFAULT_DELAY_MS, evaluateSmtpdCheckRules, smtpdInputFromProbe } from './smtpd-check-rules.js';
+import { relayGuardConfig, relayPermit } from '../../policy/relay-guard.js';
 
 /** call.cache key of the forward-confirmed client name, shared by the calls of a transaction. */
 const CLIENT_NAME_KEY = 'legacy:client-name';
@@ -134,6 +135,18 @@ const smtpdCheckRules: HostBuiltin = {
       notoDelayMs,
       denyDelayMs,
     });
+    if (decision.kind === 'next') {
+      // No line matched. Obtuse accepted then; SPEC §8.3 has "the following
+      // rules and the relay guard decide, so the policy stays fail-closed".
+      // The guard of SPEC §5.6 only runs for an empty rcpt stage, so apply
+      // it here: a rules file without a final catch-all line must not turn
+      // the server into an open relay.
+      const permit = relayPermit(call.session, probe.recipient, relayGuardConfig(call.env.config.server));
+      if (permit === null) {
+        call.log.info({ rcpt: `${probe.recipient.local}@${probe.recipient.domain}` }, 'smtpd_check_rules: no line matched; relay guard refuses the foreign recipient');
+        return makeStatus('reject', '554 5.7.1 Relay access denied');
+      }
+    }
     return toStatus(call, fn, decision);
   }),
 };
