@@ -1,91 +1,23 @@
 import assert from 'node:assert/strict';
-import { promises as fs } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { test } from 'node:test';
-import { type Clock, DnsError, type Resolver } from '../../src/builtins/host.js';
-import { type Config, defaultConfig } from '../../src/config/schema.js';
-import { Scheduler } from '../../src/delivery/scheduler.js';
-import type { MailAddress, Session, StageOutcome } from '../../src/policy/types.js';
-import { newQueueId } from '../../src/queue/id.js';
-import { DEAD, DEFERRED, Spool } from '../../src/queue/spool.js';
+import { DnsError, type Resolver } from '../../src/builtins/host.js';
+import type { Config } from '../../src/config/schema.js';
+import { DEAD, DEFERRED } from '../../src/queue/spool.js';
 import { createResolver } from '../../src/builtins/dns/resolver.js';
 import { mxEndpoints, mxHosts } from '../../src/delivery/mx.js';
 import { RouteError } from '../../src/delivery/outcome.js';
+import { noDnsResolver, openDeliveryFixture } from '../helpers/delivery-fixtures.js';
 import { startDnsServer } from '../helpers/dns-server.js';
 import { startSmtpSink } from '../helpers/smtp-sink.js';
 
 // ---- fixtures ----
 
-function addr(text: string): MailAddress {
-  if (text === '') return { local: '', domain: '', raw: '<>', isNull: true };
-  const at = text.lastIndexOf('@');
-  return { local: text.slice(0, at), domain: text.slice(at + 1), raw: `<${text}>`, isNull: false };
-}
-
-function session(): Session {
-  return {
-    id: 's1', listener: 'smtp', clientIp: '192.0.2.10', clientPort: 40000, serverIp: '192.0.2.1', serverPort: 25,
-    serverName: 'mx.example.org', connectedAt: new Date(), tls: null, helo: 'client.example.net', esmtp: true,
-    auth: null, pipeliningViolation: false, remembered: null, pendingHeaders: [],
-  };
-}
-
-const NEXT: StageOutcome = { verdict: { status: 'next', reply: null, rule: null, at: null, source: 'no rules', trace: [] }, effects: [] };
-
-const noDns: Resolver = {
-  a: async (n) => { throw new DnsError('NXDOMAIN', n); },
-  aaaa: async (n) => { throw new DnsError('NXDOMAIN', n); },
-  mx: async (n) => { throw new DnsError('NXDOMAIN', n); },
-  txt: async (n) => { throw new DnsError('NXDOMAIN', n); },
-  ptr: async (n) => { throw new DnsError('NXDOMAIN', n); },
-  ns: async (n) => { throw new DnsError('NXDOMAIN', n); },
-};
-
-/** A clock that only moves when told to. */
-class ManualClock implements Clock {
-  constructor(public t: number) {}
-  now(): number {
-    return this.t;
-  }
-  async sleep(ms: number): Promise<void> {
-    this.t += ms;
-  }
-  advance(ms: number): void {
-    this.t += ms;
-  }
-}
-
-const T0 = Date.parse('2025-03-01T10:00:00Z');
-const MIN = 60_000;
-
-async function setup(tune: (c: Config) => void, resolver: Resolver, mxPort: number, random: () => number = () => 0) {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mx-test-'));
-  const clock = new ManualClock(T0);
-  const cfg = defaultConfig('mx.example.org');
-  cfg.server.domain = 'example.org';
-  cfg.delivery.timeout = '5s';
-  tune(cfg);
-  const spool = await Spool.open(dir, { clock });
+/** Delivers over MX through `resolver` to `mxPort`; the scheduler's warnings are kept. */
+async function setup(tune: (c: Config) => void, resolver: Resolver, mxPort: number) {
   const warnings: string[] = [];
   const log = { info() {}, error() {}, warn: (_o: object, m: string) => warnings.push(m) };
-  const sched = new Scheduler({ spool, config: () => cfg, resolver, mxPort, log, runStage: async () => NEXT, clock, random, idleMs: 50 });
-  return {
-    spool,
-    sched,
-    clock,
-    warnings,
-    async enqueue(from: string, to: string[]) {
-      const id = newQueueId();
-      const data = Buffer.from(`From: <${from}>\r\nSubject: test ${id}\r\nMessage-ID: <${id}@example.net>\r\n\r\nbody\r\n`);
-      await spool.enqueue({ id, mailFrom: addr(from), rcpts: to.map((t) => ({ address: addr(t), transport: { kind: 'default' } })), data, session: session(), txnRemembered: null });
-      return id;
-    },
-    async close() {
-      await sched.stop();
-      await fs.rm(dir, { recursive: true, force: true });
-    },
-  };
+  const q = await openDeliveryFixture({ prefix: 'mx-test-', tune, scheduler: { resolver, mxPort, log } });
+  return { ...q, warnings };
 }
 
 // ---- tests ----
@@ -93,7 +25,7 @@ async function setup(tune: (c: Config) => void, resolver: Resolver, mxPort: numb
 /** A Resolver double with fixed answers, for ordering rules. */
 function fixedResolver(mx: Record<string, Array<{ exchange: string; priority: number }> | DnsError>): Resolver {
   return {
-    ...noDns,
+    ...noDnsResolver,
     mx: async (n) => {
       const v = mx[n];
       if (v === undefined) throw new DnsError('NXDOMAIN', n);

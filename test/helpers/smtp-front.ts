@@ -7,6 +7,10 @@
 //   const c = await h.client();            // connected, greeting read
 //   ...
 //   await h.close();
+//
+// or, closing it however the test ends:
+//
+//   await withFront({ script: ... }, async (h) => { ... });
 
 import { Writable } from 'node:stream';
 import type { Clock } from '../../src/builtins/host.js';
@@ -137,4 +141,19 @@ export async function startFront(opts: HarnessOptions = {}): Promise<Harness> {
       await cert?.cleanup();
     },
   };
+}
+
+/**
+ * Starts a front, runs `use` with it and closes it afterwards, whether `use`
+ * returned or threw (a failing test leaves no listener behind).
+ *
+ *   await withFront({ script: { rcpt: next() } }, async (h) => { ... });
+ */
+export async function withFront<T>(opts: HarnessOptions, use: (h: Harness) => Promise<T>): Promise<T> {
+  const h = await startFront(opts);
+  try {
+    return await use(h);
+  } finally {
+    await h.close();
+  }
 }

@@ -4,39 +4,24 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
 import pino from 'pino';
-import type { MailAddress, Session } from '../../src/policy/types.js';
+import type { Session } from '../../src/policy/types.js';
 import { DirSyncBatcher } from '../../src/queue/durable.js';
 import { parseRecord } from '../../src/queue/envelope.js';
 import { isQueueId, newQueueId } from '../../src/queue/id.js';
 import { applyMessageEffects, messageView } from '../../src/queue/message.js';
 import type { MessageSink } from '../../src/smtp/sink.js';
 import { ACTIVE, DEAD, DEFERRED, DuplicateIdError, quarantinePlace, Spool, type SpoolLogger } from '../../src/queue/spool.js';
+import { addr, session as plainSession } from '../helpers/delivery-fixtures.js';
 
-function addr(text: string): MailAddress {
-  if (text === '') return { local: '', domain: '', raw: '<>', isNull: true };
-  const at = text.lastIndexOf('@');
-  return { local: text.slice(0, at), domain: text.slice(at + 1), raw: `<${text}>`, isNull: false };
-}
-
+/** A session with TLS, AUTH and a reverse name, so that every field of the record's session snapshot is set. */
 function session(): Session {
-  return {
+  return plainSession({
     id: 'sess1',
-    listener: 'smtp',
-    clientIp: '192.0.2.10',
-    clientPort: 40000,
-    serverIp: '192.0.2.1',
-    serverPort: 25,
-    serverName: 'mx.example.org',
     connectedAt: new Date('2025-01-01T00:00:00Z'),
     tls: { protocol: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384' },
-    helo: 'client.example.net',
-    esmtp: true,
     auth: { mechanism: 'PLAIN', authid: 'alice' },
     reverseName: 'client.example.net',
-    pipeliningViolation: false,
-    remembered: null,
-    pendingHeaders: [],
-  };
+  });
 }
 
 function message(subject: string): Buffer {

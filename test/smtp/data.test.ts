@@ -11,7 +11,7 @@ import type { MailAddress } from '../../src/policy/types.js';
 import { ACTIVE, Spool } from '../../src/queue/spool.js';
 import { accept, next, reject, withEffects } from '../helpers/fake-runner.js';
 import type { SmtpClient } from '../helpers/smtp-client.js';
-import { startFront, type Harness } from '../helpers/smtp-front.js';
+import { startFront, withFront, type Harness } from '../helpers/smtp-front.js';
 
 function addr(local: string, domain: string): MailAddress {
   return { local, domain, raw: `<${local}@${domain}>`, isNull: false };
@@ -33,8 +33,7 @@ function unfold(text: string): string {
 
 describe('the spooled message', () => {
   test('starts with the Received: header in the SPEC form, then the client message unchanged', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       const c = await openTransaction(h);
       const reply = await c.data('Subject: hello\r\nFrom: <sender@remote.example>\r\n\r\n.leading dot\r\nbody\r\n');
       const id = /queued as (\S+)$/.exec(reply.last)![1]!;
@@ -46,13 +45,11 @@ describe('the spooled message', () => {
       assert.deepEqual(await h.sink.onDisk(), [id], 'fsynced into the spool before the 250');
       assert.deepEqual(await h.sink.leftovers(), []);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('pending headers sit below Received: and above the client headers, session ones first, in call order', async () => {
-    const h = await startFront({
+    await withFront({
       script: {
         connect: withEffects(next(), [{ kind: 'header', op: 'append', name: 'X-Connect', value: 'c' }]),
         mail: withEffects(next(), [
@@ -62,8 +59,7 @@ describe('the spooled message', () => {
         rcpt: withEffects(next(), [{ kind: 'header', op: 'prepend', name: 'X-Rcpt', value: 'r' }]),
         preq: withEffects(next(), [{ kind: 'header', op: 'prepend', name: 'X-Preq', value: 'p' }]),
       },
-    });
-    try {
+    }, async (h) => {
       const c = await openTransaction(h);
       await c.data('Subject: s\r\n\r\nb\r\n');
       const names = h.sink.stored[0]!.data.toString('utf8').split('\r\n\r\n')[0]!.split('\r\n').filter((l) => !/^\s/.test(l)).map((l) => l.slice(0, l.indexOf(':')));
@@ -71,13 +67,11 @@ describe('the spooled message', () => {
       // preq saw the message as assembled, Received first.
       assert.equal(h.runner.callsOf('preq')[0]!.headers![0]!.name, 'Received');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('header edits act on the pending list before DATA and on the message at preq; From:/To: edits apply at end of DATA', async () => {
-    const h = await startFront({
+    await withFront({
       script: {
         mail: withEffects(next(), [
           { kind: 'header', op: 'append', name: 'X-Mail', value: 'm' },
@@ -95,8 +89,7 @@ describe('the spooled message', () => {
           { kind: 'header', op: 'set', name: 'Subject', value: '[tagged] hello' },
         ]),
       },
-    });
-    try {
+    }, async (h) => {
       const c = await openTransaction(h);
       await c.data('From: "Sender Name" <sender@remote.example>\r\nTo: Old <old@remote.example>, u@test.example\r\nX-Drop: 1\r\nSubject: hello\r\nX-Drop: 2\r\n\r\nbody\r\n');
       const head = unfold(h.sink.stored[0]!.data.toString('utf8').split('\r\n\r\n')[0]!).split('\r\n').slice(1);
@@ -104,16 +97,13 @@ describe('the spooled message', () => {
       // preq saw the From:/To: edits already made.
       assert.ok(h.runner.callsOf('preq')[0]!.headers!.some((x) => x.name === 'From' && x.value === '"Sender Name" <news@test.example>'));
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('a recipient refused at RCPT is absent from the spooled envelope', async () => {
-    const h = await startFront({
+    await withFront({
       script: { rcpt: (call) => (call.txn?.currentRcpt?.local === 'nobody' ? reject('550 5.1.1 unknown user') : next()) },
-    });
-    try {
+    }, async (h) => {
       const c = await h.client();
       await c.ehlo();
       await c.command('MAIL FROM:<sender@remote.example>');
@@ -126,13 +116,11 @@ describe('the spooled message', () => {
       // During its own stage the recipient was tentatively the last of the list.
       assert.deepEqual(h.runner.callsOf('rcpt')[1]!.txn!.rcpts.map((r) => r.address.local), ['alice', 'nobody']);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('envelope effects: add_rcpt at mail, transport at rcpt, rm_rcpt and mail_from at preq', async () => {
-    const h = await startFront({
+    await withFront({
       script: {
         mail: withEffects(next(), [{ kind: 'add_rcpt', address: addr('archive', 'test.example') }]),
         rcpt: withEffects(accept(), [{ kind: 'transport', rcpt: addr('u', 'test.example'), transport: { kind: 'maildir' } }]),
@@ -141,8 +129,7 @@ describe('the spooled message', () => {
           { kind: 'mail_from', address: addr('bounce', 'test.example') },
         ]),
       },
-    });
-    try {
+    }, async (h) => {
       const c = await openTransaction(h);
       await c.data('Subject: s\r\n\r\nb\r\n');
       const stored = h.sink.stored[0]!;
@@ -150,9 +137,7 @@ describe('the spooled message', () => {
       assert.equal(stored.mailFrom.local, 'bounce');
       assert.deepEqual(h.runner.callsOf('rcpt')[0]!.txn!.rcpts.map((r) => r.address.local), ['archive', 'u']);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('with the real queue as the sink, the message is in active/ when the 250 arrives', async () => {
@@ -171,36 +156,29 @@ describe('the spooled message', () => {
   });
 
   test('a message left without recipients after preq is answered 250 and dropped', async () => {
-    const h = await startFront({ script: { preq: withEffects(next(), [{ kind: 'rm_rcpt', address: addr('u', 'test.example') }]) } });
-    try {
+    await withFront({ script: { preq: withEffects(next(), [{ kind: 'rm_rcpt', address: addr('u', 'test.example') }]) } }, async (h) => {
       const c = await openTransaction(h);
       assert.match((await c.data('Subject: s\r\n\r\nb\r\n')).last, /^250 2\.0\.0 Ok: queued as /);
       assert.equal(h.sink.stored.length, 0);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('a spool failure is a 451 4.3.0 and nothing is accepted', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       h.sink.failNext = 1;
       const c = await openTransaction(h);
       assert.equal((await c.data('Subject: s\r\n\r\nb\r\n')).last, '451 4.3.0 Temporary local problem, try again later');
       assert.equal(h.sink.stored.length, 0);
       assert.equal((await c.command('NOOP')).code, 250);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
 
 describe('refused messages', () => {
   test('a message over message_size_limit gets 552 5.3.4, is not spooled, and the session continues', async () => {
-    const h = await startFront({ config: (c) => (c.server.smtp.message_size_limit = 1000) });
-    try {
+    await withFront({ config: (c) => (c.server.smtp.message_size_limit = 1000) }, async (h) => {
       const c = await openTransaction(h);
       assert.equal((await c.data(`Subject: big\r\n\r\n${'y'.repeat(70)}\r\n`.repeat(20))).last, '552 5.3.4 Message size exceeds fixed maximum message size');
       assert.equal(h.sink.stored.length, 0);
@@ -208,14 +186,11 @@ describe('refused messages', () => {
       assert.equal((await c.command('NOOP')).last, '250 2.0.0 Ok');
       assert.equal((await c.command('RCPT TO:<u@test.example>')).last, '503 5.5.1 Bad sequence of commands', 'the transaction ended');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('50 Received: headers pass, 51 get 554 5.4.6 Too many hops', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       const hops = (n: number): string => 'Received: from a by b; Sat, 1 Jan 2000 00:00:00 +0000\r\n'.repeat(n);
       let c = await openTransaction(h);
       assert.match((await c.data(`${hops(49)}Subject: s\r\n\r\nb\r\n`)).last, /^250 /, 'with ours, 50');
@@ -224,34 +199,26 @@ describe('refused messages', () => {
       assert.equal((await c.data(`${hops(51)}Subject: s\r\n\r\nb\r\n`)).last, '554 5.4.6 Too many hops');
       assert.equal(h.sink.stored.length, 1);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('a message with NUL bytes is refused', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       const c = await openTransaction(h);
       c.write(Buffer.from('Subject: nul\r\n\r\nbefore\0after\r\n.\r\n', 'latin1'));
       assert.equal((await c.readReply()).last, '554 5.6.0 Message contains NUL characters');
       assert.equal(h.sink.stored.length, 0);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('a header block over header_size_max gets 552 5.3.4', async () => {
-    const h = await startFront({ config: (c) => (c.server.smtp.header_size_max = 200) });
-    try {
+    await withFront({ config: (c) => (c.server.smtp.header_size_max = 200) }, async (h) => {
       const c = await openTransaction(h);
       assert.match((await c.data(`X-Big: ${'h'.repeat(300)}\r\n\r\nb\r\n`)).last, /^552 5\.3\.4 /);
       assert.equal(h.sink.stored.length, 0);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
 
@@ -268,8 +235,7 @@ describe('SMTP smuggling', () => {
   for (const [name, sep] of variants) {
     for (const split of [false, true]) {
       test(`${name}${split ? ' (split across packets)' : ''} never ends the message: one 554 5.5.2, nothing spooled`, async () => {
-        const h = await startFront({ script: { preq: next() } });
-        try {
+        await withFront({ script: { preq: next() } }, async (h) => {
           const c = await openTransaction(h);
           const payload = `Subject: legit\r\n\r\nbody${sep}${smuggled}`;
           if (split) {
@@ -285,9 +251,7 @@ describe('SMTP smuggling', () => {
           assert.equal(h.runner.callsOf('mail').length, 1);
           assert.equal(h.runner.callsOf('preq').length, 0);
           c.destroy();
-        } finally {
-          await h.close();
-        }
+        });
       });
     }
   }
@@ -295,8 +259,7 @@ describe('SMTP smuggling', () => {
 
 describe('clients that go away', () => {
   test('a disconnect mid-DATA leaves nothing in the spool', async () => {
-    const h = await startFront({ script: { preq: next() } });
-    try {
+    await withFront({ script: { preq: next() } }, async (h) => {
       const c = await openTransaction(h);
       c.write('Subject: partial\r\n\r\nhalf a message\r\n');
       await new Promise((r) => setTimeout(r, 30));
@@ -308,8 +271,6 @@ describe('clients that go away', () => {
       assert.deepEqual(await h.sink.onDisk(), []);
       assert.deepEqual(await h.sink.leftovers(), []);
       assert.equal(h.runner.callsOf('preq').length, 0);
-    } finally {
-      await h.close();
-    }
+    });
   });
 });

@@ -6,14 +6,13 @@ import net from 'node:net';
 import { describe, mock, test } from 'node:test';
 import { next } from '../helpers/fake-runner.js';
 import { SmtpClient } from '../helpers/smtp-client.js';
-import { startFront } from '../helpers/smtp-front.js';
+import { startFront, withFront } from '../helpers/smtp-front.js';
 
 const wait = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('connection limits', () => {
   test('beyond client_count_max_per_ip a client gets 421 4.7.0 Too many connections and is closed', async () => {
-    const h = await startFront({ config: (c) => (c.server.smtp.client_count_max_per_ip = 2) });
-    try {
+    await withFront({ config: (c) => (c.server.smtp.client_count_max_per_ip = 2) }, async (h) => {
       const a = await h.client();
       const b = await h.client();
       const third = await h.connect();
@@ -28,55 +27,43 @@ describe('connection limits', () => {
       assert.equal((await again.readReply()).code, 220, 'a slot is free again');
       again.destroy();
       b.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('beyond client_count_max every client is refused the same way', async () => {
-    const h = await startFront({ config: (c) => (c.server.smtp.client_count_max = 1) });
-    try {
+    await withFront({ config: (c) => (c.server.smtp.client_count_max = 1) }, async (h) => {
       const a = await h.client();
       const b = await h.connect();
       assert.equal((await b.readReply()).last, '421 4.7.0 mx.test.example Too many connections, try again later');
       a.destroy();
       b.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
 
 describe('timeouts', () => {
   test('an idle client gets 421 4.4.2 <name> Timeout, closing connection', async () => {
-    const h = await startFront({ config: (c) => (c.server.smtp.timeout = '150ms') });
-    try {
+    await withFront({ config: (c) => (c.server.smtp.timeout = '150ms') }, async (h) => {
       const c = await h.client();
       assert.equal((await c.readReply(3000)).last, '421 4.4.2 mx.test.example Timeout, closing connection');
       assert.equal(await c.closedWithin(2000), true);
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('the idle timeout does not hit while a stage is still deciding', async () => {
-    const h = await startFront({
+    await withFront({
       config: (c) => (c.server.smtp.timeout = '100ms'),
       script: { mail: async () => (await wait(300), next()) },
-    });
-    try {
+    }, async (h) => {
       const c = await h.client();
       await c.ehlo();
       assert.equal((await c.command('MAIL FROM:<a@remote.example>')).last, '250 2.1.0 Ok');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('a client trickling DATA a byte at a time is cut off at data_timeout and nothing is spooled', async () => {
-    const h = await startFront({ config: (c) => (c.server.smtp.data_timeout = '200ms') });
-    try {
+    await withFront({ config: (c) => (c.server.smtp.data_timeout = '200ms') }, async (h) => {
       const c = await h.client();
       await c.ehlo();
       await c.command('MAIL FROM:<a@remote.example>');
@@ -92,14 +79,11 @@ describe('timeouts', () => {
         clearInterval(drip);
       }
       assert.equal(h.sink.stored.length, 0);
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('the session time limit ends even a busy, well-behaved session', async () => {
-    const h = await startFront({ config: (c) => (c.server.smtp.session_timeout = '200ms') });
-    try {
+    await withFront({ config: (c) => (c.server.smtp.session_timeout = '200ms') }, async (h) => {
       const c = await h.client();
       const chatter = setInterval(() => {
         if (!c.closed) c.send('NOOP');
@@ -112,9 +96,7 @@ describe('timeouts', () => {
       } finally {
         clearInterval(chatter);
       }
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
 
@@ -159,16 +141,13 @@ describe('greeting delay (early-talker pause)', () => {
   });
 
   test('with greeting_delay, a client talking first gets 554 5.5.0 and is closed, before any rule runs', async () => {
-    const h = await startFront({ config: (c) => (c.server.smtp.greeting_delay = '2s') });
-    try {
+    await withFront({ config: (c) => (c.server.smtp.greeting_delay = '2s') }, async (h) => {
       const c = await SmtpClient.connect(h.port);
       c.send('EHLO hasty.example');
       assert.equal((await c.readReply()).last, '554 5.5.0 Protocol error: talking before greeting');
       assert.equal(await c.closedWithin(2000), true);
       assert.equal(h.runner.calls.length, 0);
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
 
@@ -179,14 +158,13 @@ async function wait0(rounds: number): Promise<void> {
 
 describe('client address', () => {
   test('a PROXY v1 header from server.interfaces.proxy_from sets the client address', async () => {
-    const h = await startFront({
+    await withFront({
       script: { connect: next() },
       config: (c) => {
         c.server.interfaces.proxy_from = ['127.0.0.0/8'];
         c.server.relay_networks = ['127.0.0.0/8'];
       },
-    });
-    try {
+    }, async (h) => {
       const c = await SmtpClient.connect(h.port, { preamble: 'PROXY TCP4 203.0.113.9 192.0.2.25 40000 25\r\n' });
       assert.equal((await c.greeting()).code, 220);
       assert.equal(h.runner.callsOf('connect')[0]!.session.clientIp, '203.0.113.9');
@@ -194,40 +172,31 @@ describe('client address', () => {
       await c.command('MAIL FROM:<a@remote.example>');
       assert.equal((await c.command('RCPT TO:<u@far.example>')).last, '554 5.7.1 Relay access denied', 'the proxied client is not in relay_networks');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('a PROXY header from anyone else is just an unknown command', async () => {
-    const h = await startFront({ script: { connect: next() }, config: (c) => (c.server.interfaces.proxy_from = ['192.0.2.1']) });
-    try {
+    await withFront({ script: { connect: next() }, config: (c) => (c.server.interfaces.proxy_from = ['192.0.2.1']) }, async (h) => {
       const c = await h.client();
       assert.equal((await c.command('PROXY TCP4 203.0.113.9 192.0.2.25 40000 25')).last, '500 5.5.2 Syntax error, command unrecognized');
       assert.equal(h.runner.callsOf('connect')[0]!.session.clientIp, '127.0.0.1');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('an IPv4 client of a dual-stack listener is seen as a.b.c.d, not ::ffff:a.b.c.d', async () => {
-    const h = await startFront({ script: { connect: next() }, config: (c) => (c.server.interfaces.addr = ['[::]:0']) });
-    try {
+    await withFront({ script: { connect: next() }, config: (c) => (c.server.interfaces.addr = ['[::]:0']) }, async (h) => {
       const c = await SmtpClient.connect(h.port, { host: '127.0.0.1' });
       await c.greeting();
       assert.equal(h.runner.callsOf('connect')[0]!.session.clientIp, '127.0.0.1');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
 
 describe('graceful stop', () => {
   test('close(): idle sessions get 421 4.3.2 at once, a transaction may finish first, new clients are refused', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       const idle = await h.client();
       const busy = await h.client();
       await busy.ehlo();
@@ -248,14 +217,11 @@ describe('graceful stop', () => {
       assert.equal((await busy.readReply()).last, '421 4.3.2 Service shutting down');
       await closing;
       assert.equal(h.sink.stored.length, 1);
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('close(): a transaction still open after the grace period gets 421 4.3.2 and nothing is spooled', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       const c = await h.client();
       await c.ehlo();
       await c.command('MAIL FROM:<a@remote.example>');
@@ -266,8 +232,6 @@ describe('graceful stop', () => {
       assert.equal((await c.readReply()).last, '421 4.3.2 Service shutting down');
       assert.equal(await c.closedWithin(2000), true);
       assert.equal(h.sink.stored.length, 0);
-    } finally {
-      await h.close();
-    }
+    });
   });
 });

@@ -6,12 +6,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { next } from '../helpers/fake-runner.js';
-import { startFront } from '../helpers/smtp-front.js';
+import { withFront } from '../helpers/smtp-front.js';
 
 describe('pipelining', () => {
   test('EHLO, MAIL, RCPT and DATA in one packet keep their order and their replies', async () => {
-    const h = await startFront({ script: { helo: next(), mail: next(), rcpt: next(), preq: next() } });
-    try {
+    await withFront({ script: { helo: next(), mail: next(), rcpt: next(), preq: next() } }, async (h) => {
       const c = await h.client();
       const replies = await c.pipeline(['EHLO client.example', 'MAIL FROM:<a@remote.example>', 'RCPT TO:<u@test.example>', 'RCPT TO:<v@test.example>', 'DATA']);
       assert.deepEqual(replies.map((r) => r.last), ['250 SIZE 10240000', '250 2.1.0 Ok', '250 2.1.5 Ok', '250 2.1.5 Ok', '354 Start mail input; end with <CRLF>.<CRLF>']);
@@ -22,14 +21,11 @@ describe('pipelining', () => {
       // MAIL was sent before the EHLO reply it had to wait for.
       assert.equal(h.runner.callsOf('mail')[0]!.session.pipeliningViolation, true);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('a whole transaction pipelined after the EHLO reply is not a violation', async () => {
-    const h = await startFront({ script: { rcpt: next(), preq: next() } });
-    try {
+    await withFront({ script: { rcpt: next(), preq: next() } }, async (h) => {
       const c = await h.client();
       await c.ehlo();
       const replies = await c.pipeline(['MAIL FROM:<a@remote.example>', 'RCPT TO:<u@test.example>', 'RCPT TO:<nobody@far.example>', 'RCPT TO:<w@test.example>', 'DATA']);
@@ -40,14 +36,11 @@ describe('pipelining', () => {
       assert.deepEqual(after.map((r) => r.last), ['250 2.0.0 Ok', '250 2.0.0 Ok']);
       assert.equal(h.runner.callsOf('preq')[0]!.session.pipeliningViolation, false);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('a refused command in a pipelined group does not disturb the others', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       const c = await h.client();
       await c.ehlo();
       const replies = await c.pipeline(['MAIL FROM:<a@remote.example>', 'RCPT TO:<x@far.example>', 'RCPT TO:<u@test.example>', 'DATA']);
@@ -55,14 +48,11 @@ describe('pipelining', () => {
       await c.data('Subject: x\r\n\r\nx\r\n');
       assert.deepEqual(h.sink.stored[0]!.rcpts.map((r) => r.address.local), ['u'], 'the refused recipient is not in the envelope');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('message text sent together with DATA, before the 354, is a violation', async () => {
-    const h = await startFront({ script: { preq: next() } });
-    try {
+    await withFront({ script: { preq: next() } }, async (h) => {
       const c = await h.client();
       await c.ehlo();
       await c.command('MAIL FROM:<a@remote.example>');
@@ -73,28 +63,22 @@ describe('pipelining', () => {
       assert.equal(h.runner.callsOf('preq')[0]!.session.pipeliningViolation, true);
       assert.match(h.sink.stored[0]!.data.toString(), /\r\nSubject: early\r\n\r\nearly body\r\n$/);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('pipelining after HELO (PIPELINING was never offered) is a violation', async () => {
-    const h = await startFront({ script: { rcpt: next() } });
-    try {
+    await withFront({ script: { rcpt: next() } }, async (h) => {
       const c = await h.client();
       assert.equal((await c.command('HELO client.example')).code, 250);
       const replies = await c.pipeline(['MAIL FROM:<a@remote.example>', 'RCPT TO:<u@test.example>']);
       assert.deepEqual(replies.map((r) => r.code), [250, 250]);
       assert.equal(h.runner.callsOf('rcpt')[0]!.session.pipeliningViolation, true);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('a client that waits for every reply is never flagged', async () => {
-    const h = await startFront({ script: { rcpt: next(), preq: next() } });
-    try {
+    await withFront({ script: { rcpt: next(), preq: next() } }, async (h) => {
       const c = await h.client();
       await c.ehlo();
       await c.command('MAIL FROM:<a@remote.example>');
@@ -103,15 +87,13 @@ describe('pipelining', () => {
       await c.data('Subject: x\r\n\r\nx\r\n');
       assert.equal(h.runner.callsOf('preq')[0]!.session.pipeliningViolation, false);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('a command sent before the greeting (greeting_delay 0) waits for it and is flagged', async () => {
     let release: () => void = () => undefined;
     const gate = new Promise<void>((r) => (release = r));
-    const h = await startFront({
+    await withFront({
       script: {
         connect: async () => {
           await gate;
@@ -119,8 +101,7 @@ describe('pipelining', () => {
         },
         helo: next(),
       },
-    });
-    try {
+    }, async (h) => {
       const c = await h.connect();
       c.send('EHLO early.example');
       // Give the line time to reach the server while the connect stage runs.
@@ -130,8 +111,6 @@ describe('pipelining', () => {
       assert.equal((await c.readReply()).code, 250);
       assert.equal(h.runner.callsOf('helo')[0]!.session.pipeliningViolation, true);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 });

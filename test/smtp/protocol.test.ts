@@ -5,107 +5,85 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { accept, faccept, next, quarantine, reject } from '../helpers/fake-runner.js';
-import { startFront } from '../helpers/smtp-front.js';
+import { withFront } from '../helpers/smtp-front.js';
 
 const EHLO_LINES = ['250-mx.test.example', '250-PIPELINING', '250-8BITMIME', '250-SMTPUTF8', '250-ENHANCEDSTATUSCODES', '250 SIZE 10240000'];
 
 describe('fixed replies (SPEC §4.5)', () => {
   test('greeting, EHLO capabilities and HELO are exactly as specified', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       const c = await h.connect();
       assert.equal((await c.greeting()).last, '220 mx.test.example Service ready');
       assert.deepEqual((await c.ehlo()).lines, EHLO_LINES);
       assert.deepEqual((await c.command('HELO client.example')).lines, ['250 mx.test.example']);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('RSET, NOOP, HELP and QUIT give their replies and QUIT closes', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       const c = await h.client();
       assert.equal((await c.command('RSET')).last, '250 2.0.0 Ok');
       assert.equal((await c.command('NOOP')).last, '250 2.0.0 Ok');
       assert.match((await c.command('HELP')).last, /^214 2\.0\.0 /);
       assert.equal((await c.command('QUIT')).last, '221 2.0.0 Service closing transmission channel');
       assert.equal(await c.closedWithin(2000), true);
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('VRFY EXPN BDAT ETRN TURN XCLIENT XFORWARD get 502 5.5.1 Command not implemented', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       const c = await h.client();
       await c.ehlo();
       for (const cmd of ['VRFY root', 'EXPN staff', 'BDAT 10 LAST', 'ETRN example.org', 'TURN', 'XCLIENT ADDR=10.0.0.1', 'XFORWARD ADDR=10.0.0.1']) {
         assert.equal((await c.command(cmd)).last, '502 5.5.1 Command not implemented', cmd);
       }
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('an unknown command gets 500 5.5.2 and the session continues', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       const c = await h.client();
       assert.equal((await c.command('FROB x')).last, '500 5.5.2 Syntax error, command unrecognized');
       assert.equal((await c.command('NOOP')).last, '250 2.0.0 Ok');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('a command line with a NUL byte is refused with 500 5.5.2', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       const c = await h.client();
       await c.ehlo();
       c.write(Buffer.from('MAIL FROM:<a@remote.example>\0 x\r\n', 'latin1'));
       assert.equal((await c.readReply()).last, '500 5.5.2 Syntax error, command unrecognized');
       assert.equal(h.runner.callsOf('mail').length, 0);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('a line over 2048 octets gets 500 5.5.6 Line too long and the session continues', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       const c = await h.client();
       assert.equal((await c.command(`NOOP ${'x'.repeat(3000)}`)).last, '500 5.5.6 Line too long');
       assert.equal((await c.command('NOOP')).last, '250 2.0.0 Ok');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('a line that never ends is cut off with 500 5.5.6 and the connection closes', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       const c = await h.client();
       c.write('NOOP ' + 'x'.repeat(200 * 1024));
       assert.equal((await c.readReply()).last, '500 5.5.6 Line too long');
       assert.equal(await c.closedWithin(2000), true);
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
 
 describe('command sequence (SPEC §4.3)', () => {
   test('MAIL before EHLO, RCPT before MAIL, DATA before MAIL and a nested MAIL get 503 5.5.1', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       const c = await h.client();
       assert.equal((await c.command('MAIL FROM:<a@remote.example>')).last, '503 5.5.1 Bad sequence of commands');
       await c.ehlo();
@@ -114,42 +92,33 @@ describe('command sequence (SPEC §4.3)', () => {
       assert.equal((await c.command('MAIL FROM:<a@remote.example>')).last, '250 2.1.0 Ok');
       assert.equal((await c.command('MAIL FROM:<a@remote.example>')).last, '503 5.5.1 Bad sequence of commands');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('DATA without an accepted recipient gets 554 5.5.1 No valid recipients', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       const c = await h.client();
       await c.ehlo();
       await c.command('MAIL FROM:<a@remote.example>');
       assert.equal((await c.command('RCPT TO:<u@elsewhere.example>')).last, '554 5.7.1 Relay access denied');
       assert.equal((await c.command('DATA')).last, '554 5.5.1 No valid recipients');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('after a refused HELO, MAIL gets 503 until a HELO succeeds', async () => {
-    const h = await startFront({ script: { helo: [reject('550 5.7.1 bad helo'), next()] } });
-    try {
+    await withFront({ script: { helo: [reject('550 5.7.1 bad helo'), next()] } }, async (h) => {
       const c = await h.client();
       assert.equal((await c.command('EHLO bad.example')).last, '550 5.7.1 bad helo');
       assert.equal((await c.command('MAIL FROM:<a@remote.example>')).last, '503 5.5.1 Bad sequence of commands');
       assert.equal((await c.command('EHLO good.example')).code, 250);
       assert.equal((await c.command('MAIL FROM:<a@remote.example>')).last, '250 2.1.0 Ok');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('RSET and a new EHLO end the transaction', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       const c = await h.client();
       await c.ehlo();
       await c.command('MAIL FROM:<a@remote.example>');
@@ -159,29 +128,23 @@ describe('command sequence (SPEC §4.3)', () => {
       await c.ehlo();
       assert.equal((await c.command('RCPT TO:<u@test.example>')).last, '503 5.5.1 Bad sequence of commands');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('HELO with no argument or two arguments is 501 5.5.4 and runs no rules', async () => {
-    const h = await startFront({ script: { helo: next() } });
-    try {
+    await withFront({ script: { helo: next() } }, async (h) => {
       const c = await h.client();
       assert.match((await c.command('EHLO')).last, /^501 5\.5\.4 /);
       assert.match((await c.command('HELO a b')).last, /^501 5\.5\.4 /);
       assert.equal(h.runner.callsOf('helo').length, 0);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
 
 describe('addresses and parameters (SPEC §4.4)', () => {
   test('path syntax errors, routing characters and postmaster get the replies of the table', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       const c = await h.client();
       await c.ehlo();
       assert.equal((await c.command('MAIL FROM:a@remote.example')).last, '501 5.1.7 Bad sender address syntax');
@@ -199,42 +162,33 @@ describe('addresses and parameters (SPEC §4.4)', () => {
       assert.deepEqual(msg.rcpts.map((r) => `${r.address.local}@${r.address.domain}`), ['postmaster@test.example']);
       assert.equal(`${msg.mailFrom.local}@${msg.mailFrom.domain}`, 'a@remote.example', 'source route dropped');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('a non-ASCII address without SMTPUTF8 gets 553 5.6.7, with SMTPUTF8 it is accepted', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       const c = await h.client();
       await c.ehlo();
       assert.equal((await c.command('MAIL FROM:<jöran@remote.example>')).last, '553 5.6.7 Non-ASCII address requires SMTPUTF8');
       assert.equal((await c.command('MAIL FROM:<jöran@remote.example> SMTPUTF8')).last, '250 2.1.0 Ok');
       assert.equal((await c.command('RCPT TO:<grüße@test.example>')).last, '250 2.1.5 Ok');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('MAIL SIZE over the limit gets 552 5.3.4; BODY and AUTH= are accepted', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       const c = await h.client();
       await c.ehlo();
       assert.equal((await c.command('MAIL FROM:<a@remote.example> SIZE=99999999999')).last, '552 5.3.4 Message size exceeds fixed maximum message size');
       assert.equal((await c.command('MAIL FROM:<a@remote.example> SIZE=1000 BODY=8BITMIME AUTH=<>')).last, '250 2.1.0 Ok');
       assert.equal((await c.command('RCPT TO:<u@test.example> NOTIFY=NEVER')).last, '555 5.5.4 Unsupported parameter');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('a recipient beyond rcpt_count_max gets 452 4.5.3 without running rules', async () => {
-    const h = await startFront({ script: { rcpt: next() }, config: (c) => (c.server.smtp.rcpt_count_max = 2) });
-    try {
+    await withFront({ script: { rcpt: next() }, config: (c) => (c.server.smtp.rcpt_count_max = 2) }, async (h) => {
       const c = await h.client();
       await c.ehlo();
       await c.command('MAIL FROM:<a@remote.example>');
@@ -243,35 +197,29 @@ describe('addresses and parameters (SPEC §4.4)', () => {
       assert.equal((await c.command('RCPT TO:<u3@test.example>')).last, '452 4.5.3 Too many recipients');
       assert.equal(h.runner.callsOf('rcpt').length, 2);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
 
 describe('error counting (SPEC §4.5)', () => {
   test('at error.hard_count the error reply is followed by 421 4.7.0 Too many errors and close', async () => {
-    const h = await startFront({ config: (c) => (c.server.smtp.error.hard_count = 3) });
-    try {
+    await withFront({ config: (c) => (c.server.smtp.error.hard_count = 3) }, async (h) => {
       const c = await h.client();
       assert.equal((await c.command('FROB')).code, 500);
       assert.equal((await c.command('FROB')).code, 500);
       assert.equal((await c.command('FROB')).code, 500);
       assert.equal((await c.readReply()).last, '421 4.7.0 Too many errors');
       assert.equal(await c.closedWithin(2000), true);
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('from error.soft_count errors on, every reply is delayed by error.delay', async () => {
-    const h = await startFront({
+    await withFront({
       config: (c) => {
         c.server.smtp.error.soft_count = 2;
         c.server.smtp.error.delay = '1500ms';
       },
-    });
-    try {
+    }, async (h) => {
       const c = await h.client();
       await c.command('FROB');
       assert.deepEqual(h.sleeps, []);
@@ -280,16 +228,13 @@ describe('error counting (SPEC §4.5)', () => {
       assert.equal((await c.command('NOOP')).last, '250 2.0.0 Ok');
       assert.deepEqual(h.sleeps, [1500]);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
 
 describe('relay guard (SPEC §5.6)', () => {
   test('without rcpt rules: local and virtual domains pass, others get 554 5.7.1 and the session continues', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       const c = await h.client();
       await c.ehlo();
       await c.command('MAIL FROM:<a@remote.example>');
@@ -302,19 +247,16 @@ describe('relay guard (SPEC §5.6)', () => {
       await c.data('Subject: x\r\n\r\nx\r\n');
       assert.deepEqual(h.sink.stored[0]!.rcpts.map((r) => r.address.domain), ['test.example', 'virtual.example']);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('clients in relay_networks and authenticated clients may relay', async () => {
-    const h = await startFront({
+    await withFront({
       script: { authenticate: accept() },
       config: (c) => {
         c.server.auth.allow_plaintext = true;
       },
-    });
-    try {
+    }, async (h) => {
       const c = await h.client();
       await c.ehlo();
       await c.command('MAIL FROM:<a@remote.example>');
@@ -324,40 +266,31 @@ describe('relay guard (SPEC §5.6)', () => {
       await c.command('MAIL FROM:<a@remote.example>');
       assert.equal((await c.command('RCPT TO:<u@far.example>')).last, '250 2.1.5 Ok');
       c.destroy();
-    } finally {
-      await h.close();
-    }
-    const h2 = await startFront({ config: (c) => (c.server.relay_networks = ['127.0.0.0/8']) });
-    try {
+    });
+    await withFront({ config: (c) => (c.server.relay_networks = ['127.0.0.0/8']) }, async (h2) => {
       const c = await h2.client();
       await c.ehlo();
       await c.command('MAIL FROM:<a@remote.example>');
       assert.equal((await c.command('RCPT TO:<u@far.example>')).last, '250 2.1.5 Ok');
       c.destroy();
-    } finally {
-      await h2.close();
-    }
+    });
   });
 
   test('a remembered faccept does not bypass the relay guard', async () => {
-    const h = await startFront({ script: { connect: faccept() } });
-    try {
+    await withFront({ script: { connect: faccept() } }, async (h) => {
       const c = await h.client();
       await c.ehlo();
       await c.command('MAIL FROM:<a@remote.example>');
       assert.equal((await c.command('RCPT TO:<u@far.example>')).last, '554 5.7.1 Relay access denied');
       assert.equal((await c.command('RCPT TO:<u@test.example>')).last, '250 2.1.5 Ok');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
 
 describe('remembered statuses (SPEC §5.4)', () => {
   test('faccept at connect: later stages run no rules and send their normal replies', async () => {
-    const h = await startFront({ script: { connect: faccept(), helo: reject('550 no'), mail: reject('550 no'), rcpt: reject('550 no'), preq: reject('550 no') } });
-    try {
+    await withFront({ script: { connect: faccept(), helo: reject('550 no'), mail: reject('550 no'), rcpt: reject('550 no'), preq: reject('550 no') } }, async (h) => {
       const c = await h.client();
       assert.equal((await c.ehlo()).code, 250);
       assert.equal((await c.command('MAIL FROM:<a@remote.example>')).last, '250 2.1.0 Ok');
@@ -367,14 +300,11 @@ describe('remembered statuses (SPEC §5.4)', () => {
       assert.deepEqual(h.runner.calls.map((x) => x.stage), ['connect']);
       assert.equal(h.sink.stored[0]!.txnRemembered?.kind, 'faccept');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('quarantine at mail is remembered for the transaction and the message goes to that quarantine', async () => {
-    const h = await startFront({ script: { mail: [quarantine('suspect'), next()], preq: reject('550 no') } });
-    try {
+    await withFront({ script: { mail: [quarantine('suspect'), next()], preq: reject('550 no') } }, async (h) => {
       const c = await h.client();
       await c.ehlo();
       await c.command('MAIL FROM:<a@remote.example>');
@@ -389,29 +319,23 @@ describe('remembered statuses (SPEC §5.4)', () => {
       await c.command('DATA');
       assert.equal((await c.data('Subject: y\r\n\r\ny\r\n')).last, '550 no');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('the authenticate stage always runs, even after a remembered faccept', async () => {
-    const h = await startFront({ script: { connect: faccept(), authenticate: next() }, config: (c) => (c.server.auth.allow_plaintext = true) });
-    try {
+    await withFront({ script: { connect: faccept(), authenticate: next() }, config: (c) => (c.server.auth.allow_plaintext = true) }, async (h) => {
       const c = await h.client();
       await c.ehlo();
       assert.equal((await c.command(`AUTH PLAIN ${Buffer.from('\0alice\0pw').toString('base64')}`)).last, '535 5.7.8 Authentication credentials invalid');
       assert.equal(h.runner.callsOf('authenticate').length, 1);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
 
 describe('decision log (SPEC §3.3)', () => {
   test('each stage decision is one info line with stage, rule, position, status, reply, client, helo, sender, recipient and id', async () => {
-    const h = await startFront({ script: { rcpt: reject('550 5.1.1 unknown user') } });
-    try {
+    await withFront({ script: { rcpt: reject('550 5.1.1 unknown user') } }, async (h) => {
       const c = await h.client();
       await c.ehlo('client.example');
       await c.command('MAIL FROM:<a@remote.example>');
@@ -430,8 +354,6 @@ describe('decision log (SPEC §3.3)', () => {
       assert.equal(line.recipient, 'nobody@test.example');
       assert.equal(typeof line.message_id, 'string');
       assert.equal(typeof line.conn, 'string');
-    } finally {
-      await h.close();
-    }
+    });
   });
 });

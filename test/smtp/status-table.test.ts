@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import type { Stage, Verdict } from '../../src/policy/types.js';
 import { accept, deny, faccept, info, next, quarantine, reject, ruleError } from '../helpers/fake-runner.js';
 import type { SmtpClient } from '../helpers/smtp-client.js';
-import { startFront, type Harness } from '../helpers/smtp-front.js';
+import { type Harness, withFront } from '../helpers/smtp-front.js';
 
 const PLAIN_OK = Buffer.from('\0alice\0secret').toString('base64');
 
@@ -136,14 +136,13 @@ for (const [stage, rows] of Object.entries(TABLE) as Array<[keyof typeof TABLE, 
     for (const row of rows) {
       const what = `${row.reply.trim()}${row.close ? ' and close' : ''}${row.effect ? '' : ', no effect'}`;
       test(`${row.status} at ${stage}: ${what}`, async () => {
-        const h = await startFront({
+        await withFront({
           script: { [stage]: row.verdict },
           config: (c) => {
             c.server.auth.allow_plaintext = true;
             if (row.errorStatus) c.vsl.error_status = row.errorStatus;
           },
-        });
-        try {
+        }, async (h) => {
           let client: SmtpClient | null = null;
           if (stage !== 'connect') client = await h.client();
           const { c, reply } = await reach(h, client, stage);
@@ -158,9 +157,7 @@ for (const [stage, rows] of Object.entries(TABLE) as Array<[keyof typeof TABLE, 
           if (stage === 'preq' && row.status === 'quarantine(q)') assert.equal(h.sink.stored[0]?.quarantine, 'hold');
           if (row.close && stage === 'preq') assert.equal(h.sink.stored.length, 0, 'discarded');
           c.destroy();
-        } finally {
-          await h.close();
-        }
+        });
       });
     }
   });

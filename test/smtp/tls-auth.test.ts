@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import { createFailureTracker } from '../../src/builtins/auth/failures.js';
 import type { AuthCredentials } from '../../src/smtp/credentials.js';
 import { accept, faccept, next, type RunCall } from '../helpers/fake-runner.js';
-import { startFront } from '../helpers/smtp-front.js';
+import { startFront, withFront } from '../helpers/smtp-front.js';
 import { makeTestCertificate } from '../helpers/tls-cert.js';
 
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
@@ -18,20 +18,16 @@ const checkAlice = (call: RunCall) => (call.credentials?.authid === 'alice' && c
 
 describe('STARTTLS', () => {
   test('without a certificate STARTTLS is not offered and gets 454 4.7.0', async () => {
-    const h = await startFront();
-    try {
+    await withFront({}, async (h) => {
       const c = await h.client();
       assert.ok(!(await c.ehlo()).texts.includes('STARTTLS'));
       assert.equal((await c.command('STARTTLS')).last, '454 4.7.0 TLS not available due to temporary reason');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('AUTH is offered only under TLS; before it AUTH gets 538 5.7.11', async () => {
-    const h = await startFront({ tls: true, script: { authenticate: checkAlice } });
-    try {
+    await withFront({ tls: true, script: { authenticate: checkAlice } }, async (h) => {
       const c = await h.client();
       const before = await c.ehlo();
       assert.ok(before.texts.includes('STARTTLS'));
@@ -45,18 +41,15 @@ describe('STARTTLS', () => {
       assert.equal((await c.command('STARTTLS')).last, '503 5.5.1 TLS already active');
       assert.equal((await c.command(`AUTH PLAIN ${PLAIN_GOOD}`)).last, '235 2.7.0 Authentication succeeded');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('a successful STARTTLS resets the session to its state after connect', async () => {
-    const h = await startFront({
+    await withFront({
       tls: true,
       script: { connect: next(), helo: [faccept(), next()], authenticate: checkAlice, mail: next() },
       config: (c) => (c.server.auth.allow_plaintext = true),
-    });
-    try {
+    }, async (h) => {
       const c = await h.client();
       await c.ehlo();
       assert.equal((await c.command(`AUTH PLAIN ${PLAIN_GOOD}`)).code, 235);
@@ -72,14 +65,11 @@ describe('STARTTLS', () => {
       assert.equal(h.runner.callsOf('connect').length, 1, 'connect rules do not run again');
       assert.equal(h.runner.callsOf('helo').length, 2, 'the faccept remembered at helo was discarded');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('commands pipelined after STARTTLS in plaintext are never executed', async () => {
-    const h = await startFront({ tls: true, script: { mail: next() } });
-    try {
+    await withFront({ tls: true, script: { mail: next() } }, async (h) => {
       const c = await h.client();
       await c.ehlo();
       c.write('STARTTLS\r\nMAIL FROM:<injected@remote.example>\r\n');
@@ -92,29 +82,23 @@ describe('STARTTLS', () => {
       await c.command('MAIL FROM:<real@remote.example>');
       assert.equal(h.runner.callsOf('mail')[0]!.session.pipeliningViolation, true, 'the injection is noted');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('STARTTLS in a transaction gets 503 5.5.1', async () => {
-    const h = await startFront({ tls: true });
-    try {
+    await withFront({ tls: true }, async (h) => {
       const c = await h.client();
       await c.ehlo();
       await c.command('MAIL FROM:<a@remote.example>');
       assert.equal((await c.command('STARTTLS')).last, '503 5.5.1 Bad sequence of commands');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
 
 describe('implicit TLS and submission', () => {
   test('port 465 style: TLS from the first byte, AUTH offered, MAIL without AUTH gets 530 5.7.0', async () => {
-    const h = await startFront({ tls: true, listeners: ['submissions'], script: { authenticate: checkAlice, preq: next() } });
-    try {
+    await withFront({ tls: true, listeners: ['submissions'], script: { authenticate: checkAlice, preq: next() } }, async (h) => {
       const c = await h.connect();
       assert.equal((await c.greeting()).last, '220 mx.test.example Service ready');
       assert.ok(c.tlsSocket, 'TLS socket');
@@ -132,14 +116,11 @@ describe('implicit TLS and submission', () => {
       assert.equal(stored.session.listener, 'submissions');
       assert.equal(stored.session.auth?.authid, 'alice');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('port 587 style: STARTTLS then AUTH; MAIL without AUTH gets 530 5.7.0', async () => {
-    const h = await startFront({ tls: true, listeners: ['submission'], script: { authenticate: checkAlice } });
-    try {
+    await withFront({ tls: true, listeners: ['submission'], script: { authenticate: checkAlice } }, async (h) => {
       const c = await h.client();
       await c.ehlo();
       assert.equal((await c.command('MAIL FROM:<a@test.example>')).last, '530 5.7.0 Authentication required');
@@ -149,9 +130,7 @@ describe('implicit TLS and submission', () => {
       assert.equal((await c.command(`AUTH PLAIN ${PLAIN_GOOD}`)).code, 235);
       assert.equal((await c.command('MAIL FROM:<a@test.example>')).code, 250);
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
 
@@ -161,20 +140,16 @@ describe('AUTH', () => {
   };
 
   test('AUTH is not offered when the policy has no authenticate rules, and gets 502', async () => {
-    const h = await startFront({ config: plaintext });
-    try {
+    await withFront({ config: plaintext }, async (h) => {
       const c = await h.client();
       assert.ok(!(await c.ehlo()).texts.some((t) => t.startsWith('AUTH')));
       assert.equal((await c.command(`AUTH PLAIN ${PLAIN_GOOD}`)).last, '502 5.5.1 Command not implemented');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('PLAIN with an initial response and after a 334 challenge; repeated AUTH gets 503', async () => {
-    const h = await startFront({ config: plaintext, script: { authenticate: checkAlice } });
-    try {
+    await withFront({ config: plaintext, script: { authenticate: checkAlice } }, async (h) => {
       let c = await h.client();
       await c.ehlo();
       assert.equal((await c.command(`AUTH PLAIN ${PLAIN_BAD}`)).last, '535 5.7.8 Authentication credentials invalid');
@@ -186,14 +161,11 @@ describe('AUTH', () => {
       assert.equal((await c.command('AUTH PLAIN')).last, '334 ');
       assert.equal((await c.command(PLAIN_GOOD)).last, '235 2.7.0 Authentication succeeded');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('LOGIN asks for the user name and password and succeeds or fails', async () => {
-    const h = await startFront({ config: plaintext, script: { authenticate: checkAlice } });
-    try {
+    await withFront({ config: plaintext, script: { authenticate: checkAlice } }, async (h) => {
       const c = await h.client();
       await c.ehlo();
       assert.equal((await c.command('AUTH LOGIN')).last, `334 ${b64('Username:')}`);
@@ -203,14 +175,11 @@ describe('AUTH', () => {
       assert.equal((await c.command(b64('s3cret-pw'))).last, '235 2.7.0 Authentication succeeded');
       assert.equal(h.runner.callsOf('authenticate')[1]!.credentials?.mechanism, 'LOGIN');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('cancel, unknown mechanism, bad base64, before EHLO and in a transaction get their replies', async () => {
-    const h = await startFront({ config: plaintext, script: { authenticate: checkAlice } });
-    try {
+    await withFront({ config: plaintext, script: { authenticate: checkAlice } }, async (h) => {
       const c = await h.client();
       assert.equal((await c.command(`AUTH PLAIN ${PLAIN_GOOD}`)).last, '503 5.5.1 Bad sequence of commands');
       await c.ehlo();
@@ -221,14 +190,11 @@ describe('AUTH', () => {
       await c.command('MAIL FROM:<a@remote.example>');
       assert.equal((await c.command(`AUTH PLAIN ${PLAIN_GOOD}`)).last, '503 5.5.1 Bad sequence of commands');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('after attempts_max failures: 421 4.7.0 Too many authentication failures and close', async () => {
-    const h = await startFront({ config: plaintext, script: { authenticate: checkAlice } });
-    try {
+    await withFront({ config: plaintext, script: { authenticate: checkAlice } }, async (h) => {
       const c = await h.client();
       await c.ehlo();
       assert.equal((await c.command(`AUTH PLAIN ${PLAIN_BAD}`)).code, 535);
@@ -236,14 +202,12 @@ describe('AUTH', () => {
       assert.equal((await c.command(`AUTH PLAIN ${PLAIN_BAD}`)).code, 535);
       assert.equal((await c.readReply()).last, '421 4.7.0 Too many authentication failures');
       assert.equal(await c.closedWithin(2000), true);
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('the stage sees the credentials, the password is wiped after it and never logged', async () => {
     let seen: AuthCredentials | null = null;
-    const h = await startFront({
+    await withFront({
       config: plaintext,
       script: {
         authenticate: (call) => {
@@ -251,8 +215,7 @@ describe('AUTH', () => {
           return checkAlice(call);
         },
       },
-    });
-    try {
+    }, async (h) => {
       const c = await h.client();
       await c.ehlo();
       assert.equal((await c.command(`AUTH PLAIN ${PLAIN_GOOD}`)).code, 235);
@@ -266,15 +229,12 @@ describe('AUTH', () => {
       assert.equal(logs.includes('s3cret-pw'), false, 'the password is not');
       assert.equal(logs.includes(PLAIN_GOOD), false, 'nor the AUTH payload');
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('a client blocked by the failure tracker gets 421 4.7.0 without a check', async () => {
     const tracker = createFailureTracker({ windowMs: 60_000, maxFailures: 2, baseDelayMs: 0 });
-    const h = await startFront({ config: plaintext, script: { authenticate: checkAlice }, authFailures: tracker });
-    try {
+    await withFront({ config: plaintext, script: { authenticate: checkAlice }, authFailures: tracker }, async (h) => {
       let c = await h.client();
       await c.ehlo();
       await c.command(`AUTH PLAIN ${PLAIN_BAD}`);
@@ -285,16 +245,13 @@ describe('AUTH', () => {
       assert.equal((await c.command(`AUTH PLAIN ${PLAIN_GOOD}`)).last, '421 4.7.0 Too many authentication failures');
       assert.equal(await c.closedWithin(2000), true);
       assert.equal(h.runner.callsOf('authenticate').length, 2);
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
 
 describe('TLS settings', () => {
   test('the connect stage of an implicit TLS listener sees TLS, and the SNI name when it is a local domain', async () => {
-    const h = await startFront({ tls: true, listeners: ['submissions'], script: { connect: next() } });
-    try {
+    await withFront({ tls: true, listeners: ['submissions'], script: { connect: next() } }, async (h) => {
       const a = await h.client({ servername: 'virtual.example' });
       const b = await h.client({ servername: 'elsewhere.example' });
       const [sa, sb] = h.runner.callsOf('connect').map((x) => x.session);
@@ -303,22 +260,17 @@ describe('TLS settings', () => {
       assert.equal(sb!.serverName, 'mx.test.example', 'a foreign SNI name is not the server name');
       a.destroy();
       b.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('server.tls.min_version refuses older clients', async () => {
-    const h = await startFront({ tls: true, config: (c) => (c.server.tls.min_version = 'TLSv1.3') });
-    try {
+    await withFront({ tls: true, config: (c) => (c.server.tls.min_version = 'TLSv1.3') }, async (h) => {
       const c = await h.client();
       await c.ehlo();
       await c.command('STARTTLS');
       await assert.rejects(c.startTls({ tlsOptions: { maxVersion: 'TLSv1.2' } }));
       c.destroy();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   test('reload() swaps the certificate for new handshakes', async () => {
