@@ -10,3 +10,9 @@ main(process.argv.slice(2)).then(
     process.exitCode = 1;
   },
 );
+
+// A closed stdout (`mta test | head`) is not an internal error: stop quietly.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});

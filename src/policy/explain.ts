@@ -31,6 +31,9 @@ export interface ExplainRow {
   recipient?: string;
   /** `rule "x" (main.vsl:9:5)`, `no rules`, `relay guard`, `remembered`, `protocol`, `error`. */
   decider: string;
+  /** The deciding directive and its `file:line:col`, when a directive decided (for --json). */
+  rule: string | null;
+  at: string | null;
   status: string;
   reply: string;
   /** Every directive evaluated, for --json. */
@@ -96,14 +99,14 @@ export async function explain(version: PolicyVersion, input: ExplainInput, log: 
       else if (txn) txn.remembered = applied.remember;
     }
     rows.push({
-      stage, recipient, decider: decider(verdict), status: applied.effective, reply: replyText(applied.reply),
+      stage, recipient, decider: decider(verdict), rule: verdict.rule, at: verdict.at, status: applied.effective, reply: replyText(applied.reply),
       trace: verdict.trace, effects, error: verdict.error,
     });
     return { accept: applied.accept, close: applied.close, effects };
   };
 
   const protocolRow = (stage: Stage, reply: string, recipient?: string): void => {
-    rows.push({ stage, recipient, decider: 'protocol', status: 'reject', reply, trace: [], effects: [] });
+    rows.push({ stage, recipient, decider: 'protocol', rule: null, at: null, status: 'reject', reply, trace: [], effects: [] });
   };
 
   // connect
@@ -152,12 +155,12 @@ export async function explain(version: PolicyVersion, input: ExplainInput, log: 
   // After queueing: postq and delivery run on the queued message (SPEC §5.3); shown, never acted on.
   for (const stage of ['postq', 'delivery'] as const) {
     if (txn.remembered?.kind === 'faccept' || txn.remembered?.kind === 'quarantine') {
-      rows.push({ stage, decider: 'remembered', status: txn.remembered.kind, reply: '', trace: [], effects: [] });
+      rows.push({ stage, decider: 'remembered', rule: txn.remembered.rule, at: txn.remembered.at, status: txn.remembered.kind, reply: '', trace: [], effects: [] });
       continue;
     }
     const out = await runner.run(stage, session, txn, draft);
     const v = out.verdict;
-    rows.push({ stage, decider: decider(v), status: v.source === 'error' ? 'error' : v.status, reply: v.reply ? replyText(v.reply) : '', trace: v.trace, effects: out.effects, error: v.error });
+    rows.push({ stage, decider: decider(v), rule: v.rule, at: v.at, status: v.source === 'error' ? 'error' : v.status, reply: v.reply ? replyText(v.reply) : '', trace: v.trace, effects: out.effects, error: v.error });
     if (v.source === 'rules' && v.status !== 'next' && v.status !== 'accept') break;
   }
   return { rows, queuedFor, closed: false };

@@ -46,6 +46,7 @@ export class PolicyManager {
   private reloading: Promise<ReloadOutcome> | null = null;
   private again = false;
   private closed = false;
+  private extraSeen = '';
   private readonly swapListeners: Array<(next: PolicyVersion, previous: PolicyVersion) => void> = [];
 
   private constructor(
@@ -71,7 +72,11 @@ export class PolicyManager {
     return this.currentVersion;
   }
 
-  /** Called after each successful swap (the front re-reads TLS files and settings). */
+  /**
+   * Called after each successful swap (the front re-reads TLS files and
+   * settings), and with next === previous when only the extra files (the
+   * TLS certificate or key) changed: the policy is the same, the files are not.
+   */
   onSwap(fn: (next: PolicyVersion, previous: PolicyVersion) => void): void {
     this.swapListeners.push(fn);
   }
@@ -92,13 +97,25 @@ export class PolicyManager {
     return [...new Set([...v.files, ...v.bridge.runtimeDataFiles, ...extra])];
   }
 
-  private rewatch(): void {
+  /** Content hash of the extra files (TLS), to notice a change the policy id does not cover. */
+  private extraHash(): string {
+    const extra = this.opts.extraFiles ? this.opts.extraFiles(this.currentVersion.config) : [];
+    return extra.map((f) => hashFile(f)).join(',');
+  }
+
+  /**
+   * `loaded`: the hashes taken just before the load that produced the current
+   * version. Recording those, not a fresh read, means a change made while
+   * the load ran is still seen as a change afterwards.
+   */
+  private rewatch(loaded?: Map<string, string>): void {
+    this.extraSeen = this.extraHash();
     for (const w of this.watchers) w.close();
     this.watchers = [];
     this.watched.clear();
     const dirs = new Map<string, Set<string>>();
     for (const f of this.filesToWatch()) {
-      this.watched.set(f, hashFile(f));
+      this.watched.set(f, loaded?.get(f) ?? hashFile(f));
       const d = path.dirname(f);
       if (!dirs.has(d)) dirs.set(d, new Set());
       dirs.get(d)!.add(path.basename(f));
@@ -117,6 +134,16 @@ export class PolicyManager {
         this.opts.log.warn({ dir, err: (e as Error).message }, 'cannot watch directory; use SIGHUP to reload');
       }
     }
+  }
+
+  /**
+   * After a reload: a file that changed while the load ran may have had its
+   * event swallowed (the watchers were replaced, or the event loop was busy
+   * compiling); compare with the hashes of what was loaded and check again.
+   */
+  private recheck(): void {
+    if (this.closed || this.watchers.length === 0) return;
+    if ([...this.watched].some(([f, h]) => hashFile(f) !== h)) this.schedule();
   }
 
   private schedule(): void {
@@ -149,6 +176,8 @@ export class PolicyManager {
   private async doReload(reason: string): Promise<ReloadOutcome> {
     const t0 = performance.now();
     const log = this.opts.log;
+    // The files as they are now, before the load reads them (see rewatch).
+    const before = new Map([...this.watched.keys()].map((f) => [f, hashFile(f)] as const));
     const r = await loadPolicy(this.opts.mainPath, { ...this.opts.load, overrides: this.opts.overrides });
     const ms = Math.round(performance.now() - t0);
     if (!r.ok) {
@@ -158,8 +187,10 @@ export class PolicyManager {
           `reload failed, keeping policy ${this.currentVersion.id}: ${d.pos.file}:${d.pos.line}:${d.pos.col}: ${d.message}`);
       }
       log.warn({ reload: 'failed', version: this.currentVersion.id, ms, reason }, 'policy reload failed; the previous version stays in force');
-      // Keep watching, so fixing the file triggers the next reload.
-      this.refreshHashes();
+      // Keep watching, so fixing the file triggers the next reload. A file
+      // caught half-written by an in-place save is reloaded once complete.
+      this.refreshHashes(before);
+      this.recheck();
       return { ok: false, version: this.currentVersion.id, ms, diagnostics };
     }
     const next = r.version;
@@ -167,8 +198,20 @@ export class PolicyManager {
     keepRestartKeys(prev.config, next.config, log);
     if (next.id === prev.id) {
       next.dispose();
-      this.refreshHashes();
+      this.refreshHashes(before);
+      const extra = this.extraHash();
+      if (extra !== this.extraSeen) {
+        // The version id covers the policy and its data files, not the TLS
+        // files: a new certificate alone must still reach the listeners.
+        this.extraSeen = extra;
+        log.info({ reload: 'tls', version: prev.id, ms, reason }, 'policy unchanged; TLS files changed and are re-read');
+        this.opts.onSwap?.(prev, prev);
+        for (const fn of this.swapListeners) fn(prev, prev);
+        this.recheck();
+        return { ok: true, version: prev.id, ms, diagnostics: [] };
+      }
       log.info({ reload: 'unchanged', version: prev.id, ms, reason }, 'policy unchanged');
+      this.recheck();
       return { ok: true, version: prev.id, ms, diagnostics: [] };
     }
     this.currentVersion = next;
@@ -177,12 +220,13 @@ export class PolicyManager {
     log.info({ reload: 'ok', version: next.id, previous: prev.id, ms, reason }, `policy ${next.id} loaded in ${ms} ms`);
     this.opts.onSwap?.(next, prev);
     for (const fn of this.swapListeners) fn(next, prev);
-    this.rewatch();
+    this.rewatch(before);
+    this.recheck();
     return { ok: true, version: next.id, ms, diagnostics: [] };
   }
 
-  private refreshHashes(): void {
-    for (const f of this.watched.keys()) this.watched.set(f, hashFile(f));
+  private refreshHashes(loaded: Map<string, string>): void {
+    for (const f of this.watched.keys()) this.watched.set(f, loaded.get(f) ?? hashFile(f));
   }
 
   private retire(v: PolicyVersion): void {

@@ -7,7 +7,8 @@
 //   addr_submissions   465-style: implicit TLS, AUTH required before MAIL
 
 import { readFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { SMTPServerOptions } from 'smtp-server';
 import { systemClock, type Clock } from '../builtins/host.js';
@@ -31,6 +32,12 @@ export interface SmtpFrontOptions {
   newId?: () => string;
 }
 
+export interface AcceptOptions {
+  client: { address: string; port: number };
+  server: { address: string; port: number };
+  implicitTls?: boolean;
+}
+
 export interface ListenerAddress {
   kind: ListenerKind;
   address: string;
@@ -48,6 +55,12 @@ export interface SmtpFront {
   close(graceMs?: number): Promise<void>;
   /** Applies a new configuration: settings now, TLS files re-read; listener addresses need a restart. */
   reload(config: Config): Promise<void>;
+  /**
+   * Serves a socket that did not come from a listener, as a listener of
+   * `kind` would (`mta test` drives sessions over in-memory sockets).
+   * `implicitTls`: the session starts with a TLS handshake, as on submissions.
+   */
+  accept(kind: ListenerKind, socket: Duplex, opts: AcceptOptions): Promise<void>;
   /** Open connections. */
   readonly connections: number;
 }
@@ -215,10 +228,49 @@ export function createSmtpFront(opts: SmtpFrontOptions): SmtpFront {
     config = next;
   }
 
+  // Servers that never listen, one per listener kind and TLS mode, for accept().
+  const detached = new Map<string, VslSmtpServer>();
+  let tlsLoaded = false;
+
+  async function accept(kind: ListenerKind, socket: Duplex, o: AcceptOptions): Promise<void> {
+    if (closing !== null) throw new Error('the SMTP front is closed');
+    if (!tlsLoaded) {
+      tls ??= await loadTls(config);
+      tlsLoaded = true;
+    }
+    const secure = kind === 'submissions' || o.implicitTls === true;
+    if (secure && tls === null) throw new Error('implicit TLS needs server.tls.certificate and server.tls.private_key');
+    const key = `${kind}/${secure}`;
+    let server = detached.get(key);
+    if (server === undefined) {
+      server = new VslSmtpServer({ kind, front }, { ...serverOptions(kind), secure });
+      server.on('error', (err: Error & { code?: string }) => log.warn({ err: err.message, code: err.code, listener: kind }, 'connection error'));
+      detached.set(key, server);
+      servers.push(server);
+    }
+    // The addresses are given, not read from the socket: a TLS socket over a
+    // stream that is not a TCP socket has none.
+    const socketOptions = { remoteAddress: o.client.address, remotePort: o.client.port, localAddress: o.server.address, localPort: o.server.port };
+    if (!secure) {
+      server.connect(socket as Socket, socketOptions);
+      return;
+    }
+    const s = server;
+    s._upgrade(socket as Socket, (err, tlsSocket) => {
+      if (err || tlsSocket === undefined) {
+        socket.destroy();
+        log.info({ err: err?.message, listener: kind }, 'TLS handshake failed');
+        return;
+      }
+      s.connect(tlsSocket, socketOptions);
+    });
+  }
+
   return {
     listen,
     close,
     reload,
+    accept,
     get connections() {
       return registry.size;
     },
