@@ -11,7 +11,9 @@ await build({
   bundle: true,
   format: 'iife',
   platform: 'neutral',
-  target: 'es2020',
+  // es2022 keeps class fields as plain assignments (no defineProperty per
+  // object), which QuickJS supports and which is measurably cheaper per evaluation.
+  target: 'es2022',
   outfile: path.join(root, 'dist/guest/runtime.js'),
   logLevel: 'warning',
 });

@@ -21,6 +21,7 @@ import { applySet, configFromValue, ConfigError, finishConfig } from '../config/
 import { parseDuration, parseSize } from '../config/units.js';
 import { decodeValue, encodeValue } from '../vsl/runtime/wire.js';
 import type { Value } from '../vsl/runtime/value.js';
+import type { ContextData } from '../vsl/runtime/intrinsics.js';
 import type { HostBuiltin, HostEnv } from '../builtins/host.js';
 import { systemClock } from '../builtins/host.js';
 import { HostBridge, type LoadState } from './host-bridge.js';
@@ -66,7 +67,7 @@ export interface PolicyVersion {
   files: string[];
   warnings: Diagnostic[];
   bridge: HostBridge;
-  evaluate(stage: string, contextJson: string, state: unknown): Promise<StageRun>;
+  evaluate(stage: string, context: ContextData, state: unknown): Promise<StageRun>;
   /** A value exported by main.vsl (used by tests and tooling). */
   exported(name: string): Value;
   dispose(): void;
@@ -259,7 +260,7 @@ export async function loadPolicy(mainPath: string, opts: LoadOptions): Promise<L
       id, mainPath: abs, config, compiled, stages, files,
       warnings: diagnostics.filter((d) => d.severity === 'warning'),
       bridge,
-      async evaluate(stage, contextJson, state) {
+      async evaluate(stage, context, state) {
         if (current.broken) {
           // After a WebAssembly fault the runtime is rebuilt from the compiled policy (SPEC §13).
           rebuilding ??= build().finally(() => { rebuilding = null; });
@@ -267,7 +268,7 @@ export async function loadPolicy(mainPath: string, opts: LoadOptions): Promise<L
           current = await rebuilding;
           if (old !== current) old.dispose();
         }
-        return current.evaluate(stage, contextJson, state);
+        return current.evaluate(stage, context, state);
       },
       exported(name) {
         return current.exported(compiled.mainIndex, name);

@@ -98,7 +98,7 @@ export class PolicyRunner implements StageRunner {
     let run;
     const t0 = performance.now();
     try {
-      run = await version.evaluate(stage, JSON.stringify(ctx), state);
+      run = await version.evaluate(stage, ctx, state);
       this.opts.stats?.recordStage(stage, performance.now() - t0);
     } catch (e) {
       return { verdict: this.errorVerdict(stage, null, `policy engine unavailable: ${(e as Error).message}`, []), effects: [] };

@@ -4,6 +4,11 @@
 //   recursion overflow the host's stack), script time per directive
 //   (vsl.rule_timeout) enforced by the interrupt handler. Time spent waiting
 //   for host I/O is not counted: the clock only runs while guest code does.
+//   A stage does not report every directive it starts (a host crossing costs
+//   more than a simple rule): it reports when `slack` (a tenth of the
+//   timeout) has passed since its last report, and the host allows
+//   rule_timeout + slack since the last report. So each directive gets at
+//   least rule_timeout and at most rule_timeout + slack of script time.
 // - Host calls: the guest calls __vsl_host_sync / __vsl_host_async with a
 //   built-in name and wire-encoded arguments; async calls return a QuickJS
 //   promise that the host settles when its own promise does (no asyncify).
@@ -17,13 +22,34 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   newQuickJSWASMModule, RELEASE_SYNC,
-  type QuickJSContext, type QuickJSHandle, type QuickJSRuntime, type QuickJSWASMModule,
+  type QuickJSContext, type QuickJSDeferredPromise, type QuickJSHandle, type QuickJSRuntime, type QuickJSWASMModule,
 } from 'quickjs-emscripten';
 import type { CompiledPolicy } from '../vsl/compiler.js';
 import type { Pos } from '../vsl/ast.js';
 import { decodeValue, toWire } from '../vsl/runtime/wire.js';
-import { Status } from '../vsl/runtime/status.js';
+import { Status, statusFromWire } from '../vsl/runtime/status.js';
+import { encodeContext } from '../vsl/runtime/context-wire.js';
+import type { ContextData } from '../vsl/runtime/intrinsics.js';
 import { VslError, type Value } from '../vsl/runtime/value.js';
+
+/** Must equal GUEST_PROTOCOL in src/vsl/runtime/guest-entry.ts (not imported: that module is the guest bundle's entry). */
+const GUEST_PROTOCOL = 2;
+
+/** Statuses decoded lately, by wire text: a policy returns the same few (immutable) statuses over and over. */
+const decodedStatuses = new Map<string, Status>();
+function statusOf(text: string): Status | null {
+  let st = decodedStatuses.get(text);
+  if (st === undefined) {
+    const decoded = statusFromWire(text);
+    if (decoded === null) return null;
+    if (decodedStatuses.size >= 256) decodedStatuses.clear();
+    decodedStatuses.set(text, (st = decoded));
+  }
+  return st;
+}
+
+/** What a directive's trace entry may say. */
+const TRACE_KINDS = new Set(['action', 'next', 'accept', 'faccept', 'deny', 'reject', 'info', 'quarantine']);
 
 export const STACK_LIMIT_BYTES = 64 * 1024;
 
@@ -79,12 +105,10 @@ interface PendingEval {
   id: number;
   state: unknown;
   resolve: (r: StageRun) => void;
-  promise: QuickJSHandle | null;
-  /** Script time used by the current directive (ms). */
+  /** Script time used since the stage last reported a directive start (ms). */
   used: number;
+  /** The directive last reported (exact only after asking the guest, see failFromHandle). */
   ruleIndex: number;
-  ruleStartedAt: number;
-  ruleTimes: number[];
   settled: boolean;
 }
 
@@ -94,8 +118,13 @@ export class PolicySandbox {
   private readonly rt: QuickJSRuntime;
   private readonly vm: QuickJSContext;
   private readonly vsl: QuickJSHandle;
-  private readonly fns: Record<'install' | 'setServer' | 'onConfig' | 'init' | 'runStage' | 'exported', QuickJSHandle>;
+  private readonly fns: Record<'install' | 'setServer' | 'setLimits' | 'onConfig' | 'init' | 'runStage' | 'ruleOf' | 'exported', QuickJSHandle>;
+  /** See the header: how often the guest reports directive starts, and the script time allowed since a report. */
+  private readonly slackMs: number;
+  private readonly budgetMs: number;
   private readonly evals = new Map<number, PendingEval>();
+  /** Guest promises of host I/O still in flight; freed with the runtime (a live handle aborts QuickJS's teardown). */
+  private readonly inFlight = new Set<QuickJSDeferredPromise>();
   private nextEvalId = 1;
   /** The evaluation whose guest code is running now (0 = load). */
   private current: PendingEval | null = null;
@@ -113,6 +142,8 @@ export class PolicySandbox {
     private readonly limits: SandboxLimits,
     private readonly host: HostHandler,
   ) {
+    this.slackMs = Math.max(1, Math.round(limits.ruleTimeoutMs / 10));
+    this.budgetMs = limits.ruleTimeoutMs + this.slackMs;
     this.rt = mod.newRuntime();
     this.rt.setMemoryLimit(limits.memoryBytes);
     this.rt.setMaxStackSize(STACK_LIMIT_BYTES);
@@ -127,18 +158,29 @@ export class PolicySandbox {
     this.installBridge();
     this.evalScript(guestRuntimeSource(), 'vsl-runtime.js');
     this.vsl = this.vm.getProp(this.vm.global, '$vsl');
+    const protocol = this.vm.getProp(this.vsl, 'protocol').consume((h) => (this.vm.typeof(h) === 'number' ? this.vm.getNumber(h) : -1));
+    if (protocol !== GUEST_PROTOCOL) {
+      this.broken = true;
+      this.vsl.dispose();
+      this.vm.dispose();
+      this.rt.dispose();
+      throw new Error(`the guest runtime bundle (dist/guest/runtime.js) speaks protocol ${protocol}, this host ${GUEST_PROTOCOL}: run "npm run build"`);
+    }
     this.fns = {
       install: this.vm.getProp(this.vsl, 'install'),
       setServer: this.vm.getProp(this.vsl, 'setServer'),
       onConfig: this.vm.getProp(this.vsl, 'onConfig'),
       init: this.vm.getProp(this.vsl, 'init'),
       runStage: this.vm.getProp(this.vsl, 'runStage'),
+      setLimits: this.vm.getProp(this.vsl, 'setLimits'),
+      ruleOf: this.vm.getProp(this.vsl, 'ruleOf'),
       exported: this.vm.getProp(this.vsl, 'exported'),
     };
     // Evaluate the policy program and hand it to the runtime.
     const prog = this.evalScript(compiled.js, 'policy.js', true)!;
     this.callGuest(this.fns.install, [prog]);
     prog.dispose();
+    this.callGuest(this.fns.setLimits, [JSON.stringify({ reportEveryMs: this.slackMs })]);
     // No dynamic code after load (SPEC §13): drop eval and the Function constructors' reach.
     this.evalScript(
       `(function(){ const F = Function; delete globalThis.eval;
@@ -158,26 +200,33 @@ export class PolicySandbox {
 
   private installBridge(): void {
     const vm = this.vm;
-    const hostSync = vm.newFunction('__vsl_host_sync', (idH, nameH, argsH, posH) => {
+    const hostSync = vm.newFunction('__vsl_host_sync', (idH, ruleH, nameH, argsH, posH) => {
       const evalId = vm.getNumber(idH);
       const name = vm.getString(nameH);
       const posId = vm.getNumber(posH);
-      return vm.newString(this.hostSync(evalId, name, vm.getString(argsH), posId));
+      return vm.newString(this.hostSync(evalId, vm.getNumber(ruleH), name, vm.getString(argsH), posId));
     });
     vm.setProp(vm.global, '__vsl_host_sync', hostSync);
     hostSync.dispose();
 
-    const hostAsync = vm.newFunction('__vsl_host_async', (idH, nameH, argsH, posH) => {
+    const hostAsync = vm.newFunction('__vsl_host_async', (idH, ruleH, nameH, argsH, posH) => {
       const evalId = vm.getNumber(idH);
+      const ruleIndex = vm.getNumber(ruleH);
       const name = vm.getString(nameH);
       const posId = vm.getNumber(posH);
       const argsJson = vm.getString(argsH);
       const deferred = vm.newPromise();
+      this.inFlight.add(deferred);
       const pending = this.evals.get(evalId);
-      // The I/O wait does not count against the rule's script time.
-      if (pending) pending.used += performance.now() - this.sliceStart;
-      void this.hostAsync(evalId, name, argsJson, posId).then((answer) => {
+      // The I/O wait does not count against the rule's script time: the slice ends here.
+      if (pending && pending === this.current) {
+        const now = performance.now();
+        pending.used += now - this.sliceStart;
+        this.sliceStart = now;
+      }
+      void this.hostAsync(evalId, ruleIndex, name, argsJson, posId).then((answer) => {
         if (this.disposed) return;
+        this.inFlight.delete(deferred);
         const s = vm.newString(answer);
         deferred.resolve(s);
         s.dispose();
@@ -193,12 +242,10 @@ export class PolicySandbox {
       const p = this.evals.get(vm.getNumber(idH));
       if (!p) return;
       const now = performance.now();
-      if (p.ruleIndex >= 0) p.ruleTimes[p.ruleIndex] = now - p.ruleStartedAt;
       p.ruleIndex = vm.getNumber(indexH);
-      p.ruleStartedAt = now;
       p.used = 0;
       this.sliceStart = now;
-      this.deadline = now + this.limits.ruleTimeoutMs;
+      this.deadline = now + this.budgetMs;
     });
     vm.setProp(vm.global, '__vsl_rule_start', ruleStart);
     ruleStart.dispose();
@@ -212,23 +259,23 @@ export class PolicySandbox {
     done.dispose();
   }
 
-  private hostSync(evalId: number, name: string, argsJson: string, posId: number): string {
+  private hostSync(evalId: number, ruleIndex: number, name: string, argsJson: string, posId: number): string {
     try {
       const args = decodeValue(argsJson);
       const p = this.evals.get(evalId);
-      const v = this.host.callSync(p ? p.state : this.loadState, p ? p.ruleIndex : -1, name, Array.isArray(args) ? args : [], posId);
+      const v = this.host.callSync(p ? p.state : this.loadState, p ? ruleIndex : -1, name, Array.isArray(args) ? args : [], posId);
       return JSON.stringify({ ok: toWire(v) });
     } catch (e) {
       return JSON.stringify(e instanceof VslError ? { err: e.message } : { fatal: `${name}: internal error: ${(e as Error).message}` });
     }
   }
 
-  private async hostAsync(evalId: number, name: string, argsJson: string, posId: number): Promise<string> {
+  private async hostAsync(evalId: number, ruleIndex: number, name: string, argsJson: string, posId: number): Promise<string> {
     try {
       const args = decodeValue(argsJson);
       const p = this.evals.get(evalId);
       if (!p) throw new VslError(`${name}: I/O built-ins cannot run at load`);
-      const v = await this.host.callAsync(p.state, p.ruleIndex, name, Array.isArray(args) ? args : [], posId);
+      const v = await this.host.callAsync(p.state, ruleIndex, name, Array.isArray(args) ? args : [], posId);
       return JSON.stringify({ ok: toWire(v) });
     } catch (e) {
       return JSON.stringify(e instanceof VslError ? { err: e.message } : { fatal: `${name}: internal error: ${(e as Error).message}` });
@@ -242,7 +289,7 @@ export class PolicySandbox {
     this.timedOut = false;
     this.sliceStart = performance.now();
     const used = p ? p.used : 0;
-    this.deadline = this.sliceStart + Math.max(0, this.limits.ruleTimeoutMs - used);
+    this.deadline = this.sliceStart + Math.max(0, this.budgetMs - used);
   }
 
   private leave(): void {
@@ -306,8 +353,8 @@ export class PolicySandbox {
   /** Runs on_config on the default configuration; returns the value it returned. */
   runOnConfig(module: number, key: string, cfg: Value): { ok: true; value: Value } | { ok: false; error: GuestError } {
     const out = this.callGuest(this.fns.onConfig, [module, key, JSON.stringify(toWire(cfg))])!;
-    const r = JSON.parse(out) as { ok?: unknown; err?: { message: string; stack: string; fatal: string | null } };
-    if (r.err) return { ok: false, error: this.mapError(r.err.message, r.err.stack, r.err.fatal) };
+    const r = JSON.parse(out) as { ok?: unknown; err?: RawGuestError };
+    if (r.err) return { ok: false, error: this.mapError(r.err.message, r.err.stack, r.err.fatal, r.err.posId) };
     return { ok: true, value: decodeValue(JSON.stringify(r.ok ?? null)) };
   }
 
@@ -316,7 +363,7 @@ export class PolicySandbox {
     const out = this.callGuest(this.fns.init, [JSON.stringify(order), main], Math.max(this.limits.ruleTimeoutMs * 30, 30_000))!;
     const r = JSON.parse(out) as { ok?: Record<string, Array<{ name: string; kind: string; posId: number }>>; err?: RawInitError };
     if (r.err) {
-      if (r.err.kind === 'runtime') return { ok: false, error: { kind: 'runtime', error: this.mapError(r.err.error.message, r.err.error.stack, r.err.error.fatal) } };
+      if (r.err.kind === 'runtime') return { ok: false, error: { kind: 'runtime', error: this.mapError(r.err.error.message, r.err.error.stack, r.err.error.fatal, r.err.error.posId) } };
       return { ok: false, error: r.err };
     }
     return { ok: true, stages: r.ok! };
@@ -330,37 +377,43 @@ export class PolicySandbox {
     return decodeValue(JSON.stringify(r.ok ?? null));
   }
 
-  /** Evaluates one stage with the given context data (src/vsl/runtime/intrinsics.ts ContextData). */
-  evaluate(stage: string, contextJson: string, state: unknown): Promise<StageRun> {
+  /**
+   * Evaluates one stage with the given context data (src/vsl/runtime/intrinsics.ts
+   * ContextData). Directive 0's clock starts here; a stage that needs no I/O
+   * completes inside the one guest call (see runStage in guest-entry.ts).
+   */
+  evaluate(stage: string, context: string | ContextData, state: unknown): Promise<StageRun> {
     if (this.broken || this.disposed) return Promise.reject(new SandboxBrokenError('sandbox is not usable'));
+    // The guest gets the compact form (src/vsl/runtime/context-wire.ts); a caller holding the
+    // ContextData object may pass it and save a JSON round trip.
+    const contextWire = encodeContext(typeof context === 'string' ? JSON.parse(context) as ContextData : context);
     const id = this.nextEvalId++;
     return new Promise<StageRun>((resolve) => {
-      const p: PendingEval = { id, state, resolve, promise: null, used: 0, ruleIndex: -1, ruleStartedAt: performance.now(), ruleTimes: [], settled: false };
+      const p: PendingEval = { id, state, resolve, used: 0, ruleIndex: 0, settled: false };
       this.evals.set(id, p);
-      const idH = this.vm.newNumber(id);
-      const stageH = this.vm.newString(stage);
-      const ctxH = this.vm.newString(contextJson);
+      // One argument: every handle crossing costs (see runStage for the layout).
+      const argH = this.vm.newString(`${id}\u0001${stage}\u0001${contextWire}`);
       this.enter(p);
       let r;
+      let result: string | undefined;
       try {
-        r = this.vm.callFunction(this.fns.runStage, this.vm.undefined, idH, stageH, ctxH);
-        if (!r.error) this.drainJobs(p);
+        r = this.vm.callFunction(this.fns.runStage, this.vm.undefined, argH);
+        if (!r.error) {
+          if (this.vm.typeof(r.value) === 'string') result = this.vm.getString(r.value);
+          r.value.dispose();
+          // A stage that finished at once queued no jobs; one waiting for I/O may have.
+          if (result === undefined) this.drainJobs(p);
+        }
       } catch (e) {
         this.fault(e);
         return;
       } finally {
         this.leave();
-        idH.dispose();
-        stageH.dispose();
-        ctxH.dispose();
+        argH.dispose();
       }
-      if (r.error) {
-        this.failFromHandle(p, r.error);
-        return;
-      }
-      if (p.settled) r.value.dispose();
-      else p.promise = r.value;
-      this.checkRejected(p);
+      if (r.error) this.failFromHandle(p, r.error);
+      else if (result !== undefined) this.settle(p, this.decodeRun(p, result));
+      // Otherwise the stage waits for I/O and reports through __vsl_done.
     });
   }
 
@@ -377,11 +430,9 @@ export class PolicySandbox {
       this.drainJobs(p);
     } catch (e) {
       this.fault(e);
-      return;
     } finally {
       this.leave();
     }
-    this.checkRejected(p);
   }
 
   private drainJobs(p: PendingEval | null): void {
@@ -397,20 +448,34 @@ export class PolicySandbox {
     }
   }
 
-  private checkRejected(p: PendingEval): void {
-    if (p.settled || !p.promise) return;
-    const st = this.vm.getPromiseState(p.promise);
-    if (st.type === 'rejected') this.failFromHandle(p, st.error);
-    else if (st.type === 'fulfilled' && st.value) st.value.dispose();
-  }
-
   private failFromHandle(p: PendingEval, h: QuickJSHandle): void {
     const err = this.vm.dump(h) as { name?: string; message?: string; stack?: string };
     h.dispose();
     const msg = String(err?.message ?? err);
     const fatal = this.timedOut ? 'timeout' : /out of memory/.test(msg) ? 'memory' : /stack overflow/.test(msg) ? 'stack' : 'internal';
     const mapped = this.mapError(fatal === 'timeout' ? `timeout: the rule ran longer than ${this.limits.ruleTimeoutMs} ms` : msg, String(err?.stack ?? ''), fatal);
-    this.settle(p, { ok: false, index: p.ruleIndex, error: mapped, trace: [] });
+    this.settle(p, { ok: false, index: this.failedRule(p), error: mapped, trace: [] });
+  }
+
+  /** The directive an uncatchable failure hit: the guest knows; the last report is the fallback. */
+  private failedRule(p: PendingEval): number {
+    const deadline = this.deadline;
+    this.deadline = Infinity; // the interrupt that caused the failure must not stop this question
+    const idH = this.vm.newNumber(p.id);
+    try {
+      const r = this.vm.callFunction(this.fns.ruleOf, this.vm.undefined, idH);
+      if (r.error) {
+        r.error.dispose();
+        return p.ruleIndex;
+      }
+      const index = r.value.consume((h) => this.vm.getNumber(h));
+      return index >= 0 ? index : p.ruleIndex;
+    } catch {
+      return p.ruleIndex;
+    } finally {
+      idH.dispose();
+      this.deadline = deadline;
+    }
   }
 
   /** A WebAssembly fault: this runtime is discarded (SPEC §13); pending evaluations fail. */
@@ -426,49 +491,47 @@ export class PolicySandbox {
   private settle(p: PendingEval, run: StageRun): void {
     if (p.settled) return;
     p.settled = true;
-    if (p.ruleIndex >= 0 && p.ruleTimes[p.ruleIndex] === undefined) p.ruleTimes[p.ruleIndex] = performance.now() - p.ruleStartedAt;
-    run.trace = run.trace.map((t) => ({ ...t, ms: p.ruleTimes[t.index] ?? 0 }));
     this.evals.delete(p.id);
-    if (p.promise) {
-      const h = p.promise;
-      p.promise = null;
-      // Disposed after the current guest call returns.
-      queueMicrotask(() => { if (!this.disposed) h.dispose(); });
-    }
     p.resolve(run);
   }
 
-  private decodeRun(p: PendingEval, json: string): StageRun {
-    type Raw = { ok?: { index: number; status: string | null; trace: Array<[number, string]> }; err?: { index: number; error: { message: string; stack: string; fatal: string | null }; trace: Array<[number, string]> } };
-    let raw: Raw;
-    try {
-      raw = JSON.parse(json) as Raw;
-    } catch {
-      return { ok: false, index: p.ruleIndex, error: { message: 'invalid result from the sandbox', at: null, chain: [], fatal: 'internal' }, trace: [] };
-    }
-    if (raw.err) {
-      return {
-        ok: false, index: raw.err.index,
-        error: this.mapError(raw.err.error.message, raw.err.error.stack, raw.err.error.fatal),
-        trace: raw.err.trace.map(([index, kind]) => ({ index, kind, ms: 0 })),
-      };
-    }
-    const ok = raw.ok!;
-    let status: Status | null = null;
-    if (ok.status !== null) {
-      const v = decodeValue(ok.status);
-      if (!(v instanceof Status)) {
-        return { ok: false, index: ok.index, error: { message: 'the sandbox returned something that is not a status', at: null, chain: [], fatal: 'internal' }, trace: [] };
+  /** Decodes runStage's result (format in guest-entry.ts), trusting nothing but what it validates. */
+  private decodeRun(p: PendingEval, text: string): StageRun {
+    const invalid = (what: string): StageRun => ({ ok: false, index: p.ruleIndex, error: { message: `invalid result from the sandbox: ${what}`, at: null, chain: [], fatal: 'internal' }, trace: [] });
+    const traceOf = (kinds: string[], ms: number[]) => kinds.map((kind, index) => ({ index, kind, ms: Number.isFinite(ms[index]) ? ms[index]! : 0 }));
+    if (text.startsWith('e')) {
+      let raw: { index: number; error: RawGuestError; trace: string[]; ms: number[] };
+      try {
+        raw = JSON.parse(text.slice(1)) as typeof raw;
+      } catch {
+        return invalid('not JSON');
       }
-      status = v;
+      if (!Array.isArray(raw.trace) || raw.trace.some((k) => !TRACE_KINDS.has(k))) return invalid('bad trace');
+      const message = raw.error.fatal === 'timeout' ? `timeout: the rule ran longer than ${this.limits.ruleTimeoutMs} ms` : raw.error.message;
+      return { ok: false, index: raw.index, error: this.mapError(message, raw.error.stack, raw.error.fatal, raw.error.posId), trace: traceOf(raw.trace, raw.ms ?? []) };
     }
-    return { ok: true, index: ok.index, status, trace: ok.trace.map(([index, kind]) => ({ index, kind, ms: 0 })) };
+    const parts = text.slice(1).split('\u0001');
+    if (!text.startsWith('o') || parts.length !== 4) return invalid('bad shape');
+    const index = Number(parts[0]);
+    const kinds = parts[1] === '' ? [] : parts[1]!.split(',');
+    const ms = parts[3] === '' ? [] : parts[3]!.split(',').map(Number);
+    if (!Number.isInteger(index) || index < -1 || kinds.some((k) => !TRACE_KINDS.has(k))) return invalid('bad trace');
+    let status: Status | null = null;
+    if (parts[2] !== '') {
+      status = statusOf(parts[2]!);
+      if (!status) return invalid('not a status');
+    }
+    return { ok: true, index, status, trace: traceOf(kinds, ms) };
   }
 
   // ------------------------------------------------------------ positions
 
-  /** Maps a guest stack trace to vSL positions (innermost first). */
-  mapError(message: string, stack: string, fatal: string | null): GuestError {
+  /**
+   * Maps a guest stack trace to vSL positions (innermost first). A failing
+   * built-in's own call position (`posId`) comes first: after an I/O wait
+   * the guest stack no longer reaches the script.
+   */
+  mapError(message: string, stack: string, fatal: string | null, posId?: number): GuestError {
     const chain: Pos[] = [];
     const re = /policy\.js:(\d+):(\d+)/g;
     let m: RegExpExecArray | null;
@@ -476,6 +539,8 @@ export class PolicySandbox {
       const pos = this.positionAt(Number(m[1]), Number(m[2]));
       if (pos) chain.push(pos);
     }
+    const call = posId !== undefined ? this.posOf(posId) : null;
+    if (call && !(chain[0] && samePos(chain[0], call))) chain.unshift(call);
     return { message, at: chain[0] ?? null, chain, fatal };
   }
 
@@ -508,6 +573,8 @@ export class PolicySandbox {
       if (!p.settled) this.settle(p, { ok: false, index: p.ruleIndex, error: { message: 'policy unloaded', at: null, chain: [], fatal: 'internal' }, trace: [] });
     }
     try {
+      for (const d of this.inFlight) d.dispose();
+      this.inFlight.clear();
       for (const h of Object.values(this.fns)) h.dispose();
       this.vsl.dispose();
       this.vm.dispose();
@@ -518,8 +585,20 @@ export class PolicySandbox {
   }
 }
 
+function samePos(a: Pos, b: Pos): boolean {
+  return a.file === b.file && a.line === b.line && a.col === b.col;
+}
+
+/** An error as the guest describes it (src/vsl/runtime/guest-entry.ts describe()). */
+interface RawGuestError {
+  message: string;
+  stack: string;
+  fatal: string | null;
+  posId?: number;
+}
+
 export type RawInitError =
-  | { kind: 'runtime'; error: { message: string; stack: string; fatal: string | null } }
+  | { kind: 'runtime'; error: RawGuestError }
   | { kind: 'not_map'; type: string }
   | { kind: 'unknown_stage'; key: string }
   | { kind: 'not_array'; key: string; type: string }

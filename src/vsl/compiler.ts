@@ -22,6 +22,20 @@
 // assign a temporary, and earlier siblings are spilled to temporaries first
 // to keep left-to-right evaluation order.
 //
+// Asynchrony: a function that calls an I/O built-in (directly or through
+// other functions) is "async": it cannot run at load or inside a map/filter
+// callback. It is compiled to a generator function, not an `async` one: an
+// I/O wait is `yield <promise>`, a call to another async function is
+// `yield* f(…)`, and the stage loop (guest-entry.ts) drives the generator.
+// So an async function that meets no actual I/O — check_rcpt_relay when the
+// allowed list holds no names — runs straight through, with no promise and
+// no job queue. A function whose only possible I/O is dynamic — a
+// function-pointer call (`f.call()`, `call(f)`, `f()`) or a method that is
+// I/O on services (`get set rm run`) — is compiled twice: a plain variant for
+// load-time code and callbacks (where such a call fails cleanly if it meets
+// I/O) and an async variant (`…$a`) for rules and actions. So
+// `fn get_or(m, k) { m.get(k) }` works everywhere.
+//
 // Positions: each emitted call gets a marker that becomes a (line, col) →
 // vSL position entry, so a QuickJS stack trace maps back to file:line:col.
 
@@ -34,6 +48,15 @@ import {
   arityOk, arityText, type BuiltinRef, type HostBuiltinRef,
 } from './catalog.js';
 import { hasGlobalFunction } from './runtime/methods.js';
+import { ELEMENT_TYPES, OBJECT_TYPES } from './runtime/intrinsics.js';
+
+/**
+ * A catalog entry by name. The catalogs are plain objects: a script name like
+ * `constructor` or `toString` must not find Object.prototype's members.
+ */
+function entry<T>(table: Record<string, T>, name: string): T | undefined {
+  return Object.prototype.hasOwnProperty.call(table, name) ? table[name] : undefined;
+}
 
 export interface CompileInput {
   sources: LoadedSources;
@@ -94,10 +117,16 @@ interface FnInfo {
   node: A.FnDecl;
   isPrivate: boolean;
   usesThis: boolean;
+  /** Does I/O: compiled async only. */
   async: boolean;
+  /** May do I/O through a pointer or service call: compiled twice (see the header). */
+  dyn: boolean;
+  /** Name of the async variant of a `dyn` function. */
+  jsNameAsync: string;
   /** Callees for the async fixpoint. */
   calls: Array<{ module: number; key: string }>;
   directAsync: boolean;
+  directDyn: boolean;
 }
 
 interface Unit {
@@ -175,6 +204,8 @@ class Compiler {
   private hostCalls = new Set<string>();
   private stageMapPos: A.Pos | null = null;
   private stageKeyPos: Record<string, A.Pos> = {};
+  /** `evaluate` closures of directives written in the map form, with the directive's name. */
+  private directiveBodies = new Map<A.Expr, string>();
 
   constructor(private readonly input: CompileInput) {}
 
@@ -252,7 +283,14 @@ class Compiler {
   }
 
   private warn(pos: A.Pos, message: string, hint?: string): void {
+    // A function compiled in two variants (see the header) would warn twice.
+    if (this.diagnostics.some((d) => d.severity === 'warning' && d.message === message && samePos(d.pos, pos))) return;
     this.diagnostics.push({ severity: 'warning', pos, message, hint });
+  }
+
+  /** A data file named by a literal, once per position (a function may be compiled twice). */
+  private noteLiteralDataFile(d: CompiledPolicy['literalDataFiles'][number]): void {
+    if (!this.literalDataFiles.some((e) => samePos(e.pos, d.pos))) this.literalDataFiles.push(d);
   }
 
   private posId(pos: A.Pos): number {
@@ -310,6 +348,11 @@ class Compiler {
     for (const s of u.file.program.body) {
       switch (s.kind) {
         case 'Fn': {
+          if (!u.stdlib && s.params.length === 1 && V3_HOOKS.has(s.name)) {
+            // SPEC §1.1: the v3 hook style is out of scope and a load error.
+            this.error(s.namePos, `the vSMTP v3 hook style (fn ${s.name}(ctx)) is not supported`,
+              'write the rules in the stage map: #{ connect: [ rule "…" || … ], … }');
+          }
           const key = `${s.name}/${s.params.length}`;
           const prev = seenFn.get(key);
           if (prev) {
@@ -323,6 +366,7 @@ class Compiler {
           byArity.set(s.params.length, {
             name: s.name, arity: s.params.length, jsName: `F_${s.name}$${s.params.length}`, node: s,
             isPrivate: s.isPrivate, usesThis: usesThis(s.body), async: false, calls: [], directAsync: false,
+            dyn: false, directDyn: false, jsNameAsync: `F_${s.name}$${s.params.length}$a`,
           });
           break;
         }
@@ -360,39 +404,46 @@ class Compiler {
       for (const f of byArity.values()) {
         walkCalls(f.node.body, (segments, argc) => {
           const r = this.resolveStatic(u, segments, argc, null);
-          if (!r) return;
-          if (r.kind === 'script') f.calls.push({ module: r.module, key: `${r.name}/${r.arity}` });
+          // Unresolved: a function pointer held in a variable (or an error reported later).
+          if (!r) f.directDyn = true;
+          else if (r.kind === 'script') f.calls.push({ module: r.module, key: `${r.name}/${r.arity}` });
+          else if (isPointerCall(r)) f.directDyn = true;
           else if (r.async) f.directAsync = true;
         }, (name) => {
-          if (SERVICE_METHODS.has(name) || name === 'call') f.directAsync = true;
+          if (SERVICE_METHODS.has(name) || name === 'call') f.directDyn = true;
           for (const [fname, fa] of u.fns) if (fname === name && fa.size) f.calls.push(...[...fa.values()].map((fi) => ({ module: u.index, key: `${fi.name}/${fi.arity}` })));
         });
         f.async = f.directAsync;
+        f.dyn = f.directDyn;
       }
     }
   }
 
   private asyncFixpoint(): void {
-    let changed = true;
-    while (changed) {
-      changed = false;
-      for (const u of this.units) {
-        for (const byArity of u.fns.values()) {
-          for (const f of byArity.values()) {
-            if (f.async) continue;
-            for (const c of f.calls) {
-              const [name, arity] = c.key.split('/');
-              const callee = this.units[c.module]!.fns.get(name!)?.get(Number(arity));
-              if (callee?.async) {
-                f.async = true;
-                changed = true;
-                break;
+    // First what surely does I/O, then what may (through a callee that may).
+    for (const prop of ['async', 'dyn'] as const) {
+      let changed = true;
+      while (changed) {
+        changed = false;
+        for (const u of this.units) {
+          for (const byArity of u.fns.values()) {
+            for (const f of byArity.values()) {
+              if (f[prop]) continue;
+              for (const c of f.calls) {
+                const [name, arity] = c.key.split('/');
+                const callee = this.units[c.module]!.fns.get(name!)?.get(Number(arity));
+                if (callee?.[prop]) {
+                  f[prop] = true;
+                  changed = true;
+                  break;
+                }
               }
             }
           }
         }
       }
     }
+    for (const u of this.units) for (const byArity of u.fns.values()) for (const f of byArity.values()) if (f.async) f.dyn = false;
   }
 
   // -------------------------------------------------------------- name resolution
@@ -404,17 +455,17 @@ class Compiler {
   private resolveStatic(
     u: Unit, segments: string[], argc: number, scope: Scope | null,
   ):
-    | { kind: 'script'; module: number; name: string; arity: number; jsName: string; async: boolean; usesThis: boolean }
+    | ScriptRef
     | (BuiltinRef & { async: boolean })
     | { kind: 'runtime'; name: string; async: false }
     | null {
     if (segments.length === 1) {
       const name = segments[0]!;
       const own = u.fns.get(name)?.get(argc);
-      if (own) return { kind: 'script', module: u.index, name, arity: argc, jsName: own.jsName, async: own.async, usesThis: own.usesThis };
+      if (own) return scriptRef(u.index, own);
       for (const su of this.globalStdlib) {
         const f = su.fns.get(name)?.get(argc);
-        if (f && !f.isPrivate) return { kind: 'script', module: su.index, name, arity: argc, jsName: f.jsName, async: f.async, usesThis: f.usesThis };
+        if (f && !f.isPrivate) return scriptRef(su.index, f);
       }
       return this.resolveBuiltin(name, argc);
     }
@@ -428,7 +479,7 @@ class Compiler {
       if (target === null) return null;
       const name = segments[segments.length - 1]!;
       const f = this.units[target]!.fns.get(name)?.get(argc);
-      if (f && !f.isPrivate) return { kind: 'script', module: target, name, arity: argc, jsName: f.jsName, async: f.async, usesThis: f.usesThis };
+      if (f && !f.isPrivate) return scriptRef(target, f);
       return null;
     }
     if (segments.length === 2) {
@@ -436,7 +487,7 @@ class Compiler {
       const name = segments[1]!;
       if (ns) {
         const f = ns.fns.get(name)?.get(argc);
-        if (f && !f.isPrivate) return { kind: 'script', module: ns.index, name, arity: argc, jsName: f.jsName, async: f.async, usesThis: f.usesThis };
+        if (f && !f.isPrivate) return scriptRef(ns.index, f);
       }
       if (head === 'sys' && !u.stdlib) return null;
       return this.resolveBuiltin(`${head}::${name}`, argc);
@@ -445,9 +496,9 @@ class Compiler {
   }
 
   private resolveBuiltin(name: string, argc: number): (BuiltinRef & { async: boolean }) | { kind: 'runtime'; name: string; async: false } | null {
-    const guest = GUEST_BUILTINS[name];
+    const guest = entry(GUEST_BUILTINS, name);
     if (guest && arityOk(guest.arity, argc)) return { ...guest, async: !!guest.async };
-    const hostName = HOST_ALIASES[name] ?? name;
+    const hostName = entry(HOST_ALIASES, name) ?? name;
     const host = this.input.host.get(hostName);
     if (host && arityOk(host.arity, argc)) return { ...host, async: host.io };
     if (!name.includes('::') && hasGlobalFunction(name, argc)) return { kind: 'runtime', name, async: false };
@@ -460,13 +511,25 @@ class Compiler {
     if (segments.length === 1) {
       const own = u.fns.get(name);
       if (own && own.size) return `'${name}' takes ${[...own.keys()].join(' or ')} argument(s), not ${argc}`;
-      const guest = GUEST_BUILTINS[name];
+      const guest = entry(GUEST_BUILTINS, name);
       if (guest) return `'${name}' takes ${arityText(guest.arity)} argument(s), not ${argc}`;
+      for (const su of this.globalStdlib) {
+        const fa = su.fns.get(name);
+        if (fa && fa.size) return `'${name}' takes ${[...fa.keys()].join(' or ')} argument(s), not ${argc}`;
+      }
+    } else {
+      // A script function of a stdlib namespace or of an imported module.
+      const head = segments[0]!;
+      const alias = lookupImport(this.scope ?? null, head) ?? u.topImports.get(head);
+      const target = alias !== undefined ? this.followAliases(alias, segments.slice(1, -1)) : segments.length === 2 ? this.stdlibNs.get(head)?.index ?? null : null;
+      const fa = target !== null ? this.units[target]!.fns.get(name) : undefined;
+      const visible = fa ? [...fa.values()].filter((f) => !f.isPrivate).map((f) => f.arity) : [];
+      if (visible.length) return `'${segments.join('::')}' takes ${visible.join(' or ')} argument(s), not ${argc}`;
     }
     const full = segments.join('::');
-    const host = this.input.host.get(HOST_ALIASES[full] ?? full);
+    const host = this.input.host.get(entry(HOST_ALIASES, full) ?? full);
     if (host) return `'${full}' takes ${arityText(host.arity)} argument(s), not ${argc}`;
-    const guest = GUEST_BUILTINS[full];
+    const guest = entry(GUEST_BUILTINS, full);
     if (guest) return `'${full}' takes ${arityText(guest.arity)} argument(s), not ${argc}`;
     return null;
   }
@@ -490,6 +553,18 @@ class Compiler {
       s = s.parent;
     }
     return null;
+  }
+
+  /** Whether `name` is a local of an enclosing function or block that a closure cannot see (SPEC §2.3). */
+  private visibleBeyondBoundary(name: string): boolean {
+    let s: Scope | null = this.scope;
+    let crossed = false;
+    while (s) {
+      if (crossed && s.vars.has(name)) return true;
+      if (s.boundary) crossed = true;
+      s = s.parent;
+    }
+    return false;
   }
 
   private declareVar(name: string, isConst: boolean, pos: A.Pos): string {
@@ -517,12 +592,16 @@ class Compiler {
     for (const byArity of u.fns.values()) {
       for (const f of byArity.values()) {
         try {
-          this.emitFunction(f);
+          this.emitFunction(f, f.async, f.jsName);
+          if (f.dyn) this.emitFunction(f, true, f.jsNameAsync);
         } catch (err) {
           if (err instanceof CompileError) this.error(err.pos, err.message, err.hint);
           else throw err;
         }
-        if (!f.isPrivate) this.line(`$F[${JSON.stringify(`${f.name}/${f.arity}`)}] = ${f.jsName};`);
+        if (!f.isPrivate) {
+          this.line(`$F[${JSON.stringify(`${f.name}/${f.arity}`)}] = ${f.jsName};`);
+          if (f.dyn) this.line(`$F[${JSON.stringify(`${f.name}/${f.arity}$a`)}] = ${f.jsNameAsync};`);
+        }
       }
     }
     this.emitInit(u);
@@ -566,7 +645,8 @@ class Compiler {
     this.indent++;
     if (this.fc.tempNames.length) this.line(`let ${this.fc.tempNames.join(', ')};`);
     if (opts.trackDepth) {
-      this.line('if (++x.depth > 64) $.tooDeep(x);');
+      // Marked "no position": a depth error is reported at the call that went too deep, one frame out.
+      this.line(`${MARK_OPEN}-1${MARK_CLOSE}if (++x.depth > 64) $.tooDeep(x);`);
       this.line('try {');
       this.out.push(...bodyLines);
       this.line('} finally { x.depth--; }');
@@ -579,14 +659,28 @@ class Compiler {
     this.scope = savedScope;
   }
 
-  private emitFunction(f: FnInfo): void {
+  private emitFunction(f: FnInfo, isAsync: boolean, jsName: string): void {
     const isOnConfig = f.name === 'on_config' && f.arity === 1;
     if (isOnConfig && f.async) {
       throw new CompileError(f.node.namePos, 'on_config cannot call I/O built-ins', 'on_config runs at load, before the server is up');
     }
-    this.withFunction(f.async, false, f.node.params, f.node.body,
-      (ps) => `${f.async ? 'async ' : ''}function ${f.jsName}(x, $this${ps.map((p) => `, ${p}`).join('')}) {`,
+    this.withFunction(isAsync, false, f.node.params, f.node.body,
+      (ps) => `function${isAsync ? '*' : ''} ${jsName}(x, $this${ps.map((p) => `, ${p}`).join('')}) {`,
       { trackDepth: true, onConfig: isOnConfig });
+  }
+
+  /** The JS expression calling script function `r` from the current context (awaited when async). */
+  private scriptCall(r: ScriptRef, thisJs: string, args: string[], pos: A.Pos): string {
+    const useAsync = r.dyn && this.fc.async;
+    const key = `${r.name}/${r.arity}${useAsync ? '$a' : ''}`;
+    const ref = r.module === this.unit.index ? (useAsync ? r.jsNameAsync : r.jsName) : `$M[${r.module}].F[${JSON.stringify(key)}]`;
+    return this.awaitIf(r.async || useAsync, `${ref}${this.mark(pos)}(x, ${thisJs}${args.map((s) => `, ${s}`).join('')})`, pos, 'generator');
+  }
+
+  /** Calls a function value: awaited in async code, else a plain call that refuses I/O functions. */
+  private pointerCall(fJs: string, args: string[], pos: A.Pos): string {
+    if (this.fc.async) return `(yield* $.settle($.callPtr${this.mark(pos)}(x, ${fJs}, [${args.join(', ')}])))`;
+    return `$.callPtrSync${this.mark(pos)}(x, ${fJs}, [${args.join(', ')}])`;
   }
 
   private emitInit(u: Unit): void {
@@ -1016,6 +1110,8 @@ class Compiler {
   /** A bool-checked condition (SPEC §2.2: no truthiness). */
   private cond(e: A.Expr, what: string): string {
     if (e.kind === 'Bool') return String(e.value);
+    // Operators that always give a bool need no check.
+    if (isBoolValued(e)) return this.expr(e);
     return `$.asBool${this.mark(e.pos)}(${this.expr(e)}, ${JSON.stringify(what)})`;
   }
 
@@ -1068,8 +1164,11 @@ class Compiler {
         const vals = this.exprList(e.entries.map((en) => en.value), true);
         return `$.map([${e.entries.map((en, i) => `[${JSON.stringify(en.key)}, ${vals[i]}]`).join(', ')}])`;
       }
-      case 'Closure':
-        return this.closure(e, '<closure>');
+      case 'Closure': {
+        // The `evaluate` closure of a directive's map form: named after the directive.
+        const directive = this.directiveBodies.get(e);
+        return directive !== undefined ? this.closure(e, directive, true) : this.closure(e, '<closure>');
+      }
       case 'Ident':
         return this.ident(e);
       case 'Path':
@@ -1176,8 +1275,11 @@ class Compiler {
         `${e.name} is not visible here: functions do not capture; pass it as a parameter or use global::${e.name}`,
         u.topLets.has(e.name) ? `only top-level 'const' and 'object' values are reachable as global::${e.name}; make it a const` : undefined);
     }
+    if (this.visibleBeyondBoundary(e.name)) {
+      return new CompileError(e.pos, `${e.name} is not visible here: functions do not capture; pass it as a parameter or use global::${e.name}`);
+    }
     if (RESERVED.has(e.name)) return new CompileError(e.pos, `'${e.name}' is a reserved word`);
-    if (u.fns.has(e.name) || GUEST_BUILTINS[e.name] || this.input.host.has(e.name)) {
+    if (u.fns.has(e.name) || entry(GUEST_BUILTINS, e.name) || this.input.host.has(e.name)) {
       return new CompileError(e.pos, `'${e.name}' is a function, not a value`, `call it: ${e.name}(…), or make a pointer: Fn("${e.name}")`);
     }
     return new CompileError(e.pos, `unknown variable '${e.name}'`);
@@ -1195,7 +1297,8 @@ class Compiler {
       if (this.fc.isTopLevel) return this.unit.topConsts.get(name)!;
       return `$G[${JSON.stringify(name)}]`;
     }
-    if (ENGINE_PATHS[full]) return `$.bi.${ENGINE_PATHS[full]}(x)`;
+    const enginePath = entry(ENGINE_PATHS, full);
+    if (enginePath) return `$.bi.${enginePath}(x)`;
     const head = segs[0]!;
     const alias = lookupImport(this.scope, head) ?? this.unit.topImports.get(head);
     if (alias !== undefined) {
@@ -1223,13 +1326,21 @@ class Compiler {
     return this.exprList(args, true);
   }
 
-  private awaitIf(isAsync: boolean, js: string, pos: A.Pos): string {
+  /**
+   * `js` waited for in async code (a generator, see the header): a call of an
+   * async script function is delegated to, a promise is yielded to the stage
+   * loop, and a value that is only sometimes a promise is yielded only then.
+   */
+  private awaitIf(isAsync: boolean, js: string, pos: A.Pos, what: 'generator' | 'promise' | 'maybe'): string {
     if (!isAsync) return js;
     if (!this.fc.async) {
       throw new CompileError(pos, this.fc.isTopLevel ? 'I/O built-ins cannot run at load' : 'I/O built-ins cannot run here',
         this.fc.isTopLevel ? 'call them inside a rule or action' : 'call I/O built-ins from rules, actions or functions, not from on_config or a map/filter callback');
     }
-    return `(await ${js})`;
+    if (what === 'generator') return `(yield* ${js})`;
+    if (what === 'promise') return `(yield ${js})`;
+    const t = this.temp();
+    return `((${t} = ${js}) instanceof Promise ? (yield ${t}) : ${t})`;
   }
 
   private call(e: A.Call): string {
@@ -1251,10 +1362,7 @@ class Compiler {
       // A local variable holding a function pointer: `f(x)`.
       if (segs.length === 1) {
         const v = this.lookupVar(segs[0]!);
-        if (v) {
-          const a = this.args(e.args);
-          return this.awaitIf(this.fc.async, `$.callPtr${this.mark(e.pos)}(x, ${v.js}, [${a.join(', ')}])`, e.pos);
-        }
+        if (v) return this.pointerCall(v.js, this.args(e.args), e.pos);
       }
       const hint = this.arityHint(this.unit, segs, e.args.length);
       if (hint) throw new CompileError(e.pos, hint);
@@ -1264,15 +1372,16 @@ class Compiler {
     const a = this.args(e.args);
     const m = this.mark(e.pos);
     switch (r.kind) {
-      case 'script': {
-        const ref = r.module === this.unit.index ? r.jsName : `$M[${r.module}].F[${JSON.stringify(`${r.name}/${r.arity}`)}]`;
-        return this.awaitIf(r.async, `${ref}${m}(x, undefined${a.map((s) => `, ${s}`).join('')})`, e.pos);
-      }
+      case 'script':
+        return this.scriptCall(r, 'undefined', a, e.pos);
       case 'guest':
-        return this.awaitIf(!!r.async && this.fc.async, `$.bi.${r.js}${m}(x${a.map((s) => `, ${s}`).join('')})`, e.pos);
+        if (isPointerCall(r)) return this.pointerCall(a[0]!, a.slice(1), e.pos);
+        // file() reads relative to the calling file's directory: it needs its position (SPEC §7.1).
+        if (r.js === 'file') return `$.bi.file${m}(x, ${a.join(', ')}, ${this.posId(e.pos)})`;
+        return this.awaitIf(!!r.async && this.fc.async, `$.bi.${r.js}${m}(x${a.map((s) => `, ${s}`).join('')})`, e.pos, 'maybe');
       case 'host':
         this.hostCalls.add(r.name);
-        if (r.io) return this.awaitIf(true, `$.hostAsync${m}(x, ${JSON.stringify(r.name)}, [${a.join(', ')}], ${this.posId(e.pos)})`, e.pos);
+        if (r.io) return this.awaitIf(true, `$.hostAsync${m}(x, ${JSON.stringify(r.name)}, [${a.join(', ')}], ${this.posId(e.pos)})`, e.pos, 'promise');
         return `$.host${m}(x, ${JSON.stringify(r.name)}, [${a.join(', ')}], ${this.posId(e.pos)})`;
       case 'runtime':
         return `$.callGlobal${m}(x, ${JSON.stringify(r.name)}, [${a.join(', ')}])`;
@@ -1283,7 +1392,7 @@ class Compiler {
     const first = e.args[0];
     if (first && first.kind === 'Str') {
       const dir = path.dirname(this.unit.file.path);
-      this.literalDataFiles.push({ fn, path: path.resolve(dir, first.value.replace(/^[a-z]+:(?!\/\/)/, '')), spec: first.value, dir, pos: first.pos });
+      this.noteLiteralDataFile({ fn, path: path.resolve(dir, first.value.replace(/^[a-z]+:(?!\/\/)/, '')), spec: first.value, dir, pos: first.pos });
     }
   }
 
@@ -1295,7 +1404,8 @@ class Compiler {
     const name = arg.value;
     const own = this.unit.fns.get(name);
     if (!own || own.size === 0) throw new CompileError(arg.pos, `Fn: no function '${name}' in this file`);
-    const entries = [...own.values()].map((f) => `[${f.arity}, ${f.jsName}, ${f.async}]`);
+    // [arity, plain variant, async variant, does I/O]
+    const entries = [...own.values()].map((f) => `[${f.arity}, ${f.jsName}, ${f.dyn ? f.jsNameAsync : f.jsName}, ${f.async}]`);
     return `$.bi.fn_ptr(x, ${JSON.stringify(name)}, [${entries.join(', ')}])`;
   }
 
@@ -1308,8 +1418,7 @@ class Compiler {
       const recv = this.expr(e.receiver);
       const a = this.args(e.args);
       const box = this.temp();
-      const call = `${own.jsName}${this.mark(e.pos)}(x, ${box}${a.map((s) => `, ${s}`).join('')})`;
-      const callJs = this.awaitIf(own.async, call, e.pos);
+      const callJs = this.scriptCall(scriptRef(this.unit.index, own), box, a, e.pos);
       if (own.usesThis && lv) {
         const res = this.temp();
         this.line(`${box} = { v: $.thaw(${recv}) };`);
@@ -1321,7 +1430,7 @@ class Compiler {
     }
     if (e.name === 'call') {
       const [recv, ...a] = this.exprList([e.receiver, ...e.args], true);
-      return this.awaitIf(this.fc.async, `$.callPtr${this.mark(e.pos)}(x, ${recv}, [${a.join(', ')}])`, e.pos);
+      return this.pointerCall(recv!, a, e.pos);
     }
     const inPlace = IN_PLACE_METHODS.has(e.name);
     const [recvRaw, ...a] = this.exprList([e.receiver, ...e.args], false);
@@ -1345,7 +1454,7 @@ class Compiler {
       return res;
     }
     const call = `$.callMethod${m}(x, ${recvRaw}, ${JSON.stringify(e.name)}, [${copiedArgs.join(', ')}])`;
-    if (maybeIo) return `(await $.callMethodIo${m}(x, ${recvRaw}, ${JSON.stringify(e.name)}, [${copiedArgs.join(', ')}], ${this.posId(e.pos)}))[0]`;
+    if (maybeIo) return `${this.awaitIf(true, `$.callMethodIo${m}(x, ${recvRaw}, ${JSON.stringify(e.name)}, [${copiedArgs.join(', ')}], ${this.posId(e.pos)})`, e.pos, 'maybe')}[0]`;
     return `${call}[0]`;
   }
 
@@ -1353,7 +1462,7 @@ class Compiler {
     const pair = this.temp();
     const recvJs = writeBack ? `$.thaw(${recv})` : recv;
     const call = io
-      ? `(await $.callMethodIo${m}(x, ${recvJs}, ${JSON.stringify(e.name)}, [${args.join(', ')}], ${this.posId(e.pos)}))`
+      ? this.awaitIf(true, `$.callMethodIo${m}(x, ${recvJs}, ${JSON.stringify(e.name)}, [${args.join(', ')}], ${this.posId(e.pos)})`, e.pos, 'maybe')
       : `$.callMethod${m}(x, ${recvJs}, ${JSON.stringify(e.name)}, [${args.join(', ')}])`;
     this.line(`${pair} = ${call};`);
     this.line(`${res} = ${pair}[0];`);
@@ -1384,21 +1493,30 @@ class Compiler {
     }
   }
 
-  private closure(e: A.Closure, name: string): string {
-    const isAsync = containsAsync(e.body, (segs, argc) => {
+  /**
+   * A `|…|` function. It is async when it calls I/O built-ins; a directive
+   * body (run only by the stage loop) is also async when it may do I/O
+   * through pointers or services, so `rule "r" || f.call()` can await.
+   */
+  private closure(e: A.Closure, name: string, directiveBody = false): string {
+    const uses = closureIo(e, (segs, argc) => {
       const r = this.resolveStatic(this.unit, segs, argc, this.scope);
-      return !!r && (r.kind === 'script' ? r.async : r.async);
+      if (!r) return 'dyn'; // a pointer in a variable (or an error reported when the call is compiled)
+      if (r.kind === 'script') return r.async ? 'io' : r.dyn ? 'dyn' : 'none';
+      if (isPointerCall(r)) return 'dyn';
+      return r.async ? 'io' : 'none';
     });
+    const isAsync = uses.io || (directiveBody && uses.dyn);
     const savedOut = this.out;
     const savedIndent = this.indent;
     this.out = [];
     this.indent = 0;
     this.withFunction(isAsync, false, e.params, e.body,
-      (ps) => `${isAsync ? 'async ' : ''}function (x, $this${ps.map((p) => `, ${p}`).join('')}) {`, { trackDepth: true });
+      (ps) => `function${isAsync ? '*' : ''} (x, $this${ps.map((p) => `, ${p}`).join('')}) {`, { trackDepth: true });
     const fnText = this.out.join('\n');
     this.out = savedOut;
     this.indent = savedIndent;
-    return `$.bi.closure(${JSON.stringify(name)}, ${fnText}, ${e.params.length})`;
+    return `$.bi.closure(${JSON.stringify(name)}, ${fnText}, ${e.params.length}, ${isAsync})`;
   }
 
   private directive(e: A.Directive): string {
@@ -1406,18 +1524,15 @@ class Compiler {
     let body: string;
     if (e.body.kind === 'Closure') {
       if (e.body.params.length) throw new CompileError(e.body.pos, `a ${e.directive} body takes no parameters`, `write ${e.directive} "${e.name}" || …`);
-      body = this.closure(e.body, e.name);
+      body = this.closure(e.body, e.name, true);
     } else if (e.body.kind === 'Map') {
       const ev = e.body.entries.find((en) => en.key === 'evaluate');
       if (!ev) throw new CompileError(e.body.pos, `${e.directive} "${e.name}" needs an 'evaluate' key`, 'rule "name" #{ evaluate: || expr }');
       if (ev.value.kind === 'Closure' && ev.value.params.length) {
         throw new CompileError(ev.value.pos, `a ${e.directive} body takes no parameters`);
       }
+      this.directiveBodies.set(ev.value, e.name);
       body = this.expr(e.body);
-      if (ev.value.kind === 'Closure') {
-        // Give the closure the directive's name for traces.
-        body = body.replace('$.bi.closure("<closure>"', `$.bi.closure(${JSON.stringify(e.name)}`);
-      }
     } else {
       body = this.expr(e.body);
     }
@@ -1427,17 +1542,31 @@ class Compiler {
     }
     if (e.directive === 'rule' && e.body.kind === 'Closure' && e.body.body.kind === 'Block' && !blockEndsInValue(e.body.body)) {
       this.warn(e.namePos, `rule "${e.name}" can never return a status (its block ends in a statement)`,
-        'end the block with a status without a trailing `;`, e.g. `next()`, or make it an action');
+        'end the block with a status, e.g. `next()`, or make it an action');
     }
     return `$.bi.directive${this.mark(e.pos)}(x, ${JSON.stringify(e.directive)}, ${JSON.stringify(e.name)}, ${body}, ${this.posId(e.pos)})`;
   }
 
   private objectDecl(e: A.ObjectDecl): string {
+    // The type is syntax: check it here, at its position, rather than at load.
+    if (!OBJECT_TYPES.has(e.type)) {
+      throw new CompileError(e.typePos, `unknown object type '${e.type}'`, `types are ${[...OBJECT_TYPES].join(' ')}`);
+    }
+    if (e.type === 'file' && !e.element) {
+      throw new CompileError(e.typePos, 'object type file needs an element type', `e.g. object ${e.name} file:fqdn = "list.txt";`);
+    }
+    if (e.element !== undefined && e.type !== 'file') {
+      throw new CompileError(e.typePos, `object type ${e.type} takes no element type`);
+    }
+    if (e.element !== undefined && !ELEMENT_TYPES.has(e.element)) {
+      throw new CompileError(e.typePos, `unknown element type '${e.element}'`, `element types are ${[...ELEMENT_TYPES].join(' ')}`);
+    }
     const v = this.expr(e.value);
-    const call = `$.bi.v1_object${this.mark(e.pos)}(x, ${JSON.stringify(e.type)}, ${JSON.stringify(e.element ?? null)}, ${v}, ${this.posId(e.typePos)})`;
+    // An invalid value is reported at the value (SPEC §6.1: a load error at load).
+    const call = `$.bi.v1_object${this.mark(e.value.pos)}(x, ${JSON.stringify(e.type)}, ${JSON.stringify(e.element ?? null)}, ${v}, ${this.posId(e.value.pos)})`;
     if (e.type === 'file' && e.value.kind === 'Str') {
       const dir = path.dirname(this.unit.file.path);
-      this.literalDataFiles.push({ fn: 'file', path: path.resolve(dir, e.value.value), spec: e.value.value, dir, pos: e.value.pos });
+      this.noteLiteralDataFile({ fn: 'file', path: path.resolve(dir, e.value.value), spec: e.value.value, dir, pos: e.value.pos });
     }
     return this.bindDecl(e.name, e.namePos, call);
   }
@@ -1465,6 +1594,10 @@ const RESERVED = new Set([
   'var', 'static', 'shared', 'goto', 'exit', 'match', 'case', 'public', 'protected', 'new', 'use', 'with', 'module',
   'package', 'super', 'thread', 'spawn', 'go', 'await', 'async', 'sync', 'yield', 'default', 'void', 'null', 'nil', 'eval',
 ]);
+
+function samePos(a: A.Pos, b: A.Pos): boolean {
+  return a.file === b.file && a.line === b.line && a.col === b.col;
+}
 
 function floatLit(v: number): string {
   if (Number.isNaN(v)) return 'NaN';
@@ -1547,20 +1680,55 @@ function walkCalls(body: A.Block, onCall: (segs: string[], argc: number) => void
   body.body.forEach(visitS);
 }
 
-function containsAsync(e: A.Expr, isAsyncCall: (segs: string[], argc: number) => boolean): boolean {
-  let found = false;
+/** What a closure body (not its nested closures) may do: I/O for sure, or I/O through pointers/services. */
+function closureIo(e: A.Closure, classify: (segs: string[], argc: number) => 'io' | 'dyn' | 'none'): { io: boolean; dyn: boolean } {
+  const out = { io: false, dyn: false };
   const visitE = (n: A.Expr | undefined): void => {
-    if (!n || found) return;
+    if (!n || out.io) return;
     if (n.kind === 'Closure' && n !== e) return;
-    if (n.kind === 'Call' && isAsyncCall(n.callee, n.args.length)) { found = true; return; }
-    if (n.kind === 'MethodCall' && (SERVICE_METHODS.has(n.name) || n.name === 'call')) { found = true; return; }
-    if (n.kind === 'Call' && n.callee.length === 1 && n.callee[0] === 'call') { found = true; return; }
+    if (n.kind === 'Call') {
+      const c = classify(n.callee, n.args.length);
+      if (c === 'io') out.io = true;
+      else if (c === 'dyn') out.dyn = true;
+    }
+    if (n.kind === 'MethodCall' && (SERVICE_METHODS.has(n.name) || n.name === 'call')) out.dyn = true;
     forEachChild(n, visitE, visitS);
   };
   const visitS = (s: A.Stmt): void => forEachStmtChild(s, visitE, visitS);
-  if (e.kind === 'Closure') visitE(e.body);
-  else visitE(e);
-  return found;
+  visitE(e.body);
+  return out;
+}
+
+interface ScriptRef {
+  kind: 'script';
+  module: number;
+  name: string;
+  arity: number;
+  jsName: string;
+  jsNameAsync: string;
+  async: boolean;
+  dyn: boolean;
+  usesThis: boolean;
+}
+
+function scriptRef(module: number, f: FnInfo): ScriptRef {
+  return {
+    kind: 'script', module, name: f.name, arity: f.arity, jsName: f.jsName, jsNameAsync: f.jsNameAsync,
+    async: f.async, dyn: f.dyn, usesThis: f.usesThis,
+  };
+}
+
+/** Expressions whose value is a bool whatever their operands (or an error). */
+function isBoolValued(e: A.Expr): boolean {
+  if (e.kind === 'Logical') return true;
+  if (e.kind === 'Unary') return e.op === '!';
+  if (e.kind === 'Binary') return ['==', '!=', '<', '<=', '>', '>=', 'in', '!in'].includes(e.op);
+  return false;
+}
+
+/** `call(f, …)`: a function-pointer call spelled as a global. */
+function isPointerCall(r: { kind: string; js?: string }): boolean {
+  return r.kind === 'guest' && r.js === 'call';
 }
 
 function forEachDecl(e: A.Expr, cb: (d: A.ObjectDecl | A.ServiceDecl) => void): void {
@@ -1630,6 +1798,12 @@ function directiveLastValue(body: A.Expr): A.Expr | null {
   return e;
 }
 
+/** vSMTP v3 hook names (`fn on_connect(ctx)`), refused (SPEC §1.1). */
+const V3_HOOKS = new Set([
+  'on_connect', 'on_helo', 'on_ehlo', 'on_auth', 'on_authenticate', 'on_mail', 'on_mail_from', 'on_rcpt', 'on_rcpt_to',
+  'on_data', 'on_message', 'on_preq', 'on_pre_queue', 'on_postq', 'on_post_queue', 'on_delivery', 'on_deliver',
+]);
+
 const STATUS_NAMES = new Set(['next', 'accept', 'faccept', 'deny', 'reject', 'info', 'quarantine']);
 function isStatusConstructor(e: A.Expr): boolean {
   if (e.kind !== 'Call') return false;
@@ -1643,8 +1817,8 @@ function suggestFunction(full: string): string | undefined {
   return close ? `did you mean ${close}?` : undefined;
 }
 
+/** The edit distance of two (short) names; exact, as callers compare it with their own thresholds. */
 export function levenshtein(a: string, b: string): number {
-  if (Math.abs(a.length - b.length) > 3) return 99;
   const dp = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
   for (let j = 1; j <= b.length; j++) dp[0]![j] = j;
   for (let i = 1; i <= a.length; i++) {

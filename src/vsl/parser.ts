@@ -390,7 +390,8 @@ class Parser {
     if (isCloser(t)) this.failAt(t, t.pos, `unmatched '${t.text}'`);
     const pos = this.endOfPrev();
     const message = `expected ';', found ${describe(t)}`;
-    const hint = 'statements end with ;';
+    // `{ mail: [] }` is a block holding `mail`: the writer meant a map.
+    const hint = isPunct(t, ':') ? 'maps are written #{ key: value }' : 'statements end with ;';
     if (t.pos.line > this.prev.endLine) {
       // The next statement starts on a new line: a forgotten `;`. Report it
       // and go on as if it were there.

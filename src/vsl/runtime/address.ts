@@ -5,7 +5,7 @@
 
 import type { MailAddress } from '../../policy/types.js';
 import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from './net.js';
-import { platform } from './platform.js';
+import { platform, platformGeneration } from './platform.js';
 
 export { normalizeIp } from './net.js';
 
@@ -102,7 +102,26 @@ function isLdhLabel(l: string): boolean {
  * here (callers that allow it strip it first). Null when invalid or when IDN
  * conversion fails.
  */
+/** Recent answers of canonicalDomain: every locality test and fqdn comparison canonicalises. */
+const canonicalMemo = new Map<string, string | null>();
+let memoGeneration = -1;
+
 export function canonicalDomain(s: string): string | null {
+  // IDN answers depend on the platform: a new one invalidates the memo.
+  if (memoGeneration !== platformGeneration()) {
+    canonicalMemo.clear();
+    memoGeneration = platformGeneration();
+  }
+  let d = canonicalMemo.get(s);
+  if (d === undefined) {
+    d = canonicalDomainOf(s);
+    if (canonicalMemo.size >= 1024) canonicalMemo.clear();
+    canonicalMemo.set(s, d);
+  }
+  return d;
+}
+
+function canonicalDomainOf(s: string): string | null {
   if (s.length === 0 || s.length > 1024) return null;
   let ascii = true;
   for (let i = 0; i < s.length; i++) {

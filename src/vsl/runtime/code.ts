@@ -74,9 +74,12 @@ export class Code extends VObject {
   get wireTag(): string {
     return 'code';
   }
+  /** Memo of wireText; `declare`d so that no constructor work is emitted for it. */
+  declare private wire: string | undefined;
   /** Exact on the wire: the text form is ambiguous when the message starts like an enhanced code. */
   get wireText(): string {
-    return JSON.stringify([this.code, this.enhanced, this.message]);
+    this.wire ??= JSON.stringify([this.code, this.enhanced, this.message]);
+    return this.wire;
   }
 }
 
@@ -112,10 +115,17 @@ export function parseReplyOrNull(s: string): Code | null {
   return new Code(code, enhanced, rest.slice(enhanced.length + 1));
 }
 
-/** parseReplyOrNull, throwing `<fn>: invalid reply '…'`. */
+/** Replies parsed lately: policies return the same few reply strings (and predefined codes) on every call. */
+const parsed = new Map<string, Code>();
+
+/** parseReplyOrNull, throwing `<fn>: invalid reply '…'`. Codes are immutable, so a parsed one is shared. */
 export function parseReply(s: string, fn = 'code'): Code {
+  const known = parsed.get(s);
+  if (known !== undefined) return known;
   const c = parseReplyOrNull(s);
   if (c === null) throw fnError(fn, `invalid reply '${s}'`);
+  if (parsed.size >= 256) parsed.clear();
+  parsed.set(s, c);
   return c;
 }
 

@@ -18,14 +18,15 @@ import { toStr } from './format.js';
 import * as support from './support.js';
 import * as bi from './intrinsics.js';
 import { Status } from './status.js';
-import { encodeValue, decodeValue, toWire } from './wire.js';
+import { decodeValue, toWire } from './wire.js';
 import { setPlatform } from './platform.js';
+import { decodeContext } from './context-wire.js';
 import { VslError, VslFatal, type Value } from './value.js';
-import type { EvalCtx, ContextData, ServerInfo } from './intrinsics.js';
+import type { EvalCtx, ServerInfo } from './intrinsics.js';
 
 declare const globalThis: Record<string, unknown>;
-type HostSync = (evalId: number, name: string, args: string, posId: number) => string;
-type HostAsync = (evalId: number, name: string, args: string, posId: number) => Promise<string>;
+type HostSync = (evalId: number, ruleIndex: number, name: string, args: string, posId: number) => string;
+type HostAsync = (evalId: number, ruleIndex: number, name: string, args: string, posId: number) => Promise<string>;
 const hostSync = globalThis.__vsl_host_sync as HostSync;
 const hostAsyncFn = globalThis.__vsl_host_async as HostAsync;
 const ruleStart = globalThis.__vsl_rule_start as (evalId: number, index: number) => void;
@@ -36,7 +37,7 @@ bi.setBridge({ sync: hostSync, async: hostAsyncFn });
 setPlatform({
   toASCII(domain: string): string {
     if (/^[\x00-\x7f]*$/.test(domain)) return domain.toLowerCase();
-    const r = JSON.parse(hostSync(0, 'sys::idna', JSON.stringify([domain]), -1)) as { ok?: string; err?: string };
+    const r = JSON.parse(hostSync(0, -1, 'sys::idna', JSON.stringify([domain]), -1)) as { ok?: string; err?: string };
     if (typeof r.ok !== 'string') throw new VslError(r.err ?? `invalid domain '${domain}'`);
     return r.ok;
   },
@@ -61,9 +62,9 @@ const intrinsics = {
   sys_status: bi.sys_status, sys_client_allowed: bi.sys_client_allowed,
 };
 
-/** Service methods cross to the host; everything else is an ordinary method. */
-async function callMethodIo(x: EvalCtx, recv: Value, name: string, args: Value[], posId: number): Promise<[Value, Value]> {
-  if (bi.isService(recv)) return [await bi.hostAsync(x, 'sys::service_call', [recv, name, args], posId), recv];
+/** Service methods cross to the host (a promise); everything else is an ordinary method, answered at once. */
+function callMethodIo(x: EvalCtx, recv: Value, name: string, args: Value[], posId: number): [Value, Value] | Promise<[Value, Value]> {
+  if (bi.isService(recv)) return bi.hostAsync(x, 'sys::service_call', [recv, name, args], posId).then((r): [Value, Value] => [r, recv]);
   return callMethod(x, recv, name, args);
 }
 
@@ -71,7 +72,7 @@ const $ = {
   ...ops,
   copy: support.copy, freeze: support.freeze, thaw: support.thaw, map: support.map, char: support.char,
   catchable: support.catchable, caught: support.caught, throwValue: support.throwValue, tooDeep: support.tooDeep,
-  callPtr: support.callPtr,
+  callPtr: support.callPtr, callPtrSync: support.callPtrSync, settle: support.settle,
   addAssign: (a: Value, b: Value) => support.addAssign(a, b, ops.add),
   toStr, callMethod, callMethodIo, callGlobal,
   host: bi.host, hostAsync: bi.hostAsync,
@@ -92,16 +93,24 @@ const stageMap = new Map<string, support.Directive[]>();
 const STAGES = ['connect', 'helo', 'authenticate', 'mail', 'rcpt', 'preq', 'postq', 'delivery'];
 
 function loadCtx(stage: 'load' | 'config'): EvalCtx {
-  return { id: 0, stage, si: -1, depth: 0, rule: '', c: null };
+  return { id: 0, stage, si: -1, depth: 0, rule: '', ri: -1, c: null };
 }
 
-/** Error description for the host, which maps the stack to vSL positions. */
-function describe(e: unknown): { message: string; stack: string; fatal: string | null } {
-  if (e instanceof VslFatal) return { message: e.message, stack: String(e.stack ?? ''), fatal: e.reason };
-  if (e instanceof VslError) return { message: e.message, stack: String(e.stack ?? ''), fatal: null };
+/**
+ * Error description for the host, which maps the stack to vSL positions;
+ * `posId` is the failing built-in call's position when the error knows it.
+ */
+function describe(e: unknown): { message: string; stack: string; fatal: string | null; posId?: number } {
+  const posId = e instanceof bi.BuiltinError || e instanceof bi.BuiltinFault ? e.posId : undefined;
+  if (e instanceof VslFatal) return { message: e.message, stack: String(e.stack ?? ''), fatal: e.reason, posId };
+  if (e instanceof VslError) return { message: e.message, stack: String(e.stack ?? ''), fatal: null, posId };
   const err = e as { name?: string; message?: string; stack?: string };
   const name = err?.name ?? 'Error';
-  const fatal = name === 'InternalError' ? (String(err.message).includes('stack') ? 'stack' : String(err.message).includes('memory') ? 'memory' : 'internal') : 'internal';
+  // QuickJS's own limits. After an I/O wait the stage runs in promise jobs, where even these
+  // reach the rejection handler (not the host directly): name them here.
+  const text = String(err?.message);
+  const fatal = name !== 'InternalError' ? 'internal'
+    : text === 'interrupted' ? 'timeout' : text.includes('stack') ? 'stack' : text.includes('memory') ? 'memory' : 'internal';
   return { message: `${name}: ${err?.message ?? String(e)}`, stack: String(err?.stack ?? ''), fatal };
 }
 
@@ -111,6 +120,18 @@ function install(program: (rt: typeof $) => Module[]): void {
 
 function setServer(json: string): void {
   bi.setServer(JSON.parse(json) as ServerInfo);
+}
+
+/**
+ * How often a stage tells the host that a new directive started (ms of wall
+ * time since the last report). Every report costs a host crossing, so the
+ * host gives each directive rule_timeout plus this slack instead of being
+ * told about each one (see PolicySandbox).
+ */
+let reportEveryMs = 100;
+
+function setLimits(json: string): void {
+  reportEveryMs = (JSON.parse(json) as { reportEveryMs: number }).reportEveryMs;
 }
 
 function onConfig(moduleIndex: number, key: string, cfgJson: string): string {
@@ -182,42 +203,116 @@ function buildStageMap(v: Value): InitError | null {
 }
 
 /**
- * Evaluates one stage. Runs directives in order until a status other than
- * next (SPEC §3.3); actions count as next. Reports through __vsl_done; an
- * uncatchable failure (interrupt, memory) never reaches it and the host sees
- * the exception instead.
+ * Evaluates one stage (SPEC §3.3): runs directives in order until a status
+ * other than next; actions count as next.
+ *
+ * Runs synchronously as far as it can and then returns the encoded result
+ * (no promise, no host callback). Only when a directive waits for I/O does it
+ * return undefined and report later through __vsl_done. The host has already
+ * started the clock of directive 0; later directives announce themselves
+ * through __vsl_rule_start, at most every `reportEveryMs`. An uncatchable
+ * failure (interrupt, memory) reaches neither: the host sees the exception,
+ * and asks ruleOf() which directive it hit.
+ *
+ * The result is `o<index>\u0001<kinds>\u0001<status wire text>\u0001<ms>`
+ * (index -1 and an empty status when no rule decided; kinds and ms
+ * comma-separated, one per directive evaluated) or `e<json>` for an error.
  */
-async function runStage(evalId: number, stage: string, ctxJson: string): Promise<void> {
-  const x: EvalCtx = { id: evalId, stage, si: bi.stageIndex(stage), depth: 0, rule: '', c: JSON.parse(ctxJson) as ContextData };
-  const trace: Array<[number, string]> = [];
-  const list = stageMap.get(stage) ?? [];
-  let index = -1;
+function runStage(arg: string): string | undefined {
+  // `<evalId>\u0001<stage>\u0001<context>`: one string crosses rather than three values.
+  const a = arg.indexOf('\u0001');
+  const b = arg.indexOf('\u0001', a + 1);
+  const evalId = Number(arg.slice(0, a));
+  const stage = arg.slice(a + 1, b);
+  const ctxWire = arg.slice(b + 1);
+  const x: EvalCtx = { id: evalId, stage, si: bi.stageIndex(stage), depth: 0, rule: '', ri: 0, c: decodeContext(ctxWire) };
+  const now = Date.now();
+  const run: StageState = { evalId, x, list: stageMap.get(stage) ?? [], index: 0, kinds: [], ms: [], ruleAt: now, reportedAt: now };
+  let out: string | Promise<string>;
+  active.set(evalId, run);
   try {
-    for (index = 0; index < list.length; index++) {
-      const d = list[index]!;
-      ruleStart(evalId, index);
-      x.rule = d.name;
-      x.depth = 0;
-      let v = d.fn.impl(x) as Value | Promise<Value>;
-      if (v instanceof Promise) v = await v;
-      if (d.type === 'action') {
-        trace.push([index, 'action']);
-        continue;
-      }
-      if (!(v instanceof Status)) {
-        throw new VslError(`rule '${d.name}' returned ${ops.typeOf(v as Value)}, expected a status`);
-      }
-      trace.push([index, v.kind]);
-      if (v.kind !== 'next') {
-        done(evalId, JSON.stringify({ ok: { index, status: encodeValue(v), trace } }));
-        return;
-      }
-    }
-    ruleStart(evalId, -1);
-    done(evalId, JSON.stringify({ ok: { index: -1, status: null, trace } }));
+    out = stageLoop(run, false, undefined);
   } catch (e) {
-    done(evalId, JSON.stringify({ err: { index, error: describe(e), trace } }));
+    active.delete(evalId);
+    return encodeError(run, e);
   }
+  if (typeof out === 'string') {
+    active.delete(evalId);
+    return out;
+  }
+  out.then((r) => finish(run, r), (e: unknown) => finish(run, encodeError(run, e)));
+  return undefined;
+}
+
+/** Stages under way, by evaluation: the host asks which directive a fatal failure hit. */
+const active = new Map<number, StageState>();
+
+function finish(run: StageState, result: string): void {
+  active.delete(run.evalId);
+  done(run.evalId, result);
+}
+
+/** The directive an evaluation was running (after an uncatchable failure); forgets the evaluation. */
+function ruleOf(evalId: number): number {
+  const run = active.get(evalId);
+  active.delete(evalId);
+  return run ? run.index : -1;
+}
+
+interface StageState {
+  evalId: number;
+  x: EvalCtx;
+  list: support.Directive[];
+  /** The directive running now. */
+  index: number;
+  /** Trace: the outcome of each directive evaluated, and its wall time in ms. */
+  kinds: string[];
+  ms: number[];
+  /** When the current directive started, and when the host last heard of a start (Date.now()). */
+  ruleAt: number;
+  reportedAt: number;
+}
+
+/** Runs directives from `run.index`; `resumed` carries the value an awaited directive produced. */
+function stageLoop(run: StageState, hasResumed: boolean, resumed: Value): string | Promise<string> {
+  const { x, list } = run;
+  for (;;) {
+    let v: Value | Promise<Value>;
+    if (hasResumed) {
+      v = resumed;
+      hasResumed = false;
+    } else {
+      if (run.index >= list.length) return `o-1\u0001${run.kinds.join(',')}\u0001\u0001${run.ms.join(',')}`;
+      if (run.index > 0) {
+        const now = Date.now();
+        run.ruleAt = now;
+        if (now - run.reportedAt >= reportEveryMs) {
+          ruleStart(run.evalId, run.index);
+          run.reportedAt = now;
+        }
+      }
+      x.rule = list[run.index]!.name;
+      x.ri = run.index;
+      x.depth = 0;
+      v = list[run.index]!.fn.impl(x) as Value | Promise<Value>;
+      if (support.isGenerator(v)) v = support.drive(v);
+      if (v instanceof Promise) return v.then((r) => stageLoop(run, true, r));
+    }
+    const d = list[run.index]!;
+    run.ms.push(Date.now() - run.ruleAt);
+    if (d.type === 'action') {
+      run.kinds.push('action');
+    } else {
+      if (!(v instanceof Status)) throw new VslError(`rule '${d.name}' returned ${ops.typeOf(v)}, expected a status`);
+      run.kinds.push(v.kind);
+      if (v.kind !== 'next') return `o${run.index}\u0001${run.kinds.join(',')}\u0001${v.wireText}\u0001${run.ms.join(',')}`;
+    }
+    run.index++;
+  }
+}
+
+function encodeError(run: StageState, e: unknown): string {
+  return `e${JSON.stringify({ index: run.index, error: describe(e), trace: run.kinds, ms: run.ms })}`;
 }
 
 /** A module's exported value, wire-encoded (for tests and `mta check` tooling). */
@@ -231,4 +326,11 @@ function exported(moduleIndex: number, name: string): string {
   }
 }
 
-globalThis.$vsl = { install, setServer, onConfig, init, runStage, exported };
+/**
+ * The version of the host–guest calls above. The bundle (dist/guest/runtime.js)
+ * is built separately from the host code: PolicySandbox refuses a bundle whose
+ * protocol differs instead of failing in every rule.
+ */
+export const GUEST_PROTOCOL = 2;
+
+globalThis.$vsl = { protocol: GUEST_PROTOCOL, install, setServer, setLimits, onConfig, init, runStage, ruleOf, exported };

@@ -4,7 +4,8 @@
 // primitives stdlib/ is written with. Everything that needs the outside world
 // goes through the bridge to the host.
 
-import { isLocalDomain } from './address.js';
+import { localDomainMatcher } from './address.js';
+import { platformGeneration } from './platform.js';
 import { code as makeCode, predefinedCode, Code } from './code.js';
 import { toJson } from './json.js';
 import { Address, Fqdn, Ip4, Ip6, Rg4, Rg6, address, fqdn, identifier, ip4, ip6, regex, rg4, rg6, textOf, Regex, Identifier } from './objects.js';
@@ -12,14 +13,15 @@ import { contains, typeOf } from './ops.js';
 import { makeStatus } from './status.js';
 import { closure, callPtr, directive, fnPtr, freeze } from './support.js';
 import { ServiceHandle, decodeValue, encodeValue } from './wire.js';
-import { VObject, VslError, fnError, type Value, type VMap } from './value.js';
+import { VObject, VslError, VslFatal, fnError, type Value, type VMap } from './value.js';
 import type { MailAddress, StatusKind } from '../../policy/types.js';
 
 // ---------------------------------------------------------------- the bridge
 
+/** Host calls name their evaluation and the directive running in it (the host does not track it). */
 export interface Bridge {
-  sync(evalId: number, name: string, argsJson: string, posId: number): string;
-  async(evalId: number, name: string, argsJson: string, posId: number): Promise<string>;
+  sync(evalId: number, ruleIndex: number, name: string, argsJson: string, posId: number): string;
+  async(evalId: number, ruleIndex: number, name: string, argsJson: string, posId: number): Promise<string>;
 }
 
 let bridge: Bridge | null = null;
@@ -28,23 +30,40 @@ export function setBridge(b: Bridge): void {
   bridge = b;
 }
 
+/**
+ * A built-in's error, with the position of its call: after an await the
+ * guest's stack no longer shows the calling script line (SPEC §5.7 names it).
+ */
+export class BuiltinError extends VslError {
+  constructor(message: string, readonly posId: number) {
+    super(message);
+  }
+}
+
+/** A host fault (a bug, not a script error): uncatchable, like internal faults (SPEC §2.9). */
+export class BuiltinFault extends VslFatal {
+  constructor(message: string, readonly posId: number) {
+    super(message, 'internal');
+  }
+}
+
 /** Host answers are `{"ok": wire}` or `{"err": message}`; a fatal host fault is `{"fatal": message}`. */
-function unwrapHost(json: string): Value {
+function unwrapHost(json: string, posId: number): Value {
   const r = JSON.parse(json) as { ok?: unknown; err?: string; fatal?: string };
-  if (r.fatal !== undefined) throw new VslError(r.fatal); // reported as a built-in fault
-  if (r.err !== undefined) throw new VslError(r.err);
+  if (r.fatal !== undefined) throw new BuiltinFault(r.fatal, posId);
+  if (r.err !== undefined) throw new BuiltinError(r.err, posId);
   return decodeValue(JSON.stringify(r.ok ?? null));
 }
 
 export function host(x: EvalCtx, name: string, args: Value[], posId: number): Value {
   if (!bridge) throw new VslError(`${name}: no host available`);
-  return unwrapHost(bridge.sync(x.id, name, encodeValue(args), posId));
+  return unwrapHost(bridge.sync(x.id, x.ri, name, encodeValue(args), posId), posId);
 }
 
 export async function hostAsync(x: EvalCtx, name: string, args: Value[], posId: number): Promise<Value> {
   if (!bridge) throw new VslError(`${name}: no host available`);
-  if (x.stage === 'load' || x.stage === 'config') throw new VslError(`${name}: I/O built-ins cannot run at load`);
-  return unwrapHost(await bridge.async(x.id, name, encodeValue(args), posId));
+  if (x.stage === 'load' || x.stage === 'config') throw new BuiltinError(`${name}: I/O built-ins cannot run at load`, posId);
+  return unwrapHost(await bridge.async(x.id, x.ri, name, encodeValue(args), posId), posId);
 }
 
 // ---------------------------------------------------------------- evaluation context
@@ -83,6 +102,8 @@ export interface EvalCtx {
   si: number;
   depth: number;
   rule: string;
+  /** Index of the directive running (-1 at load). */
+  ri: number;
   c: ContextData | null;
 }
 
@@ -127,13 +148,33 @@ let server: ServerInfo = {
 };
 let cfgServerValue: Value;
 
+/** server.domain and server.virtual, canonicalised once per configuration rather than per call. */
+let localMatcher = localDomainMatcher({ domain: server.domain, virtual: server.virtual });
+
 export function setServer(info: ServerInfo): void {
   server = info;
   cfgServerValue = freeze(decodeValue(JSON.stringify(info.cfgServer ?? null)));
+  localMatcher = localDomainMatcher({ domain: info.domain, virtual: info.virtual });
+  localMemo.clear();
 }
 
+/** Recent answers of isLocal: the same few domains come back in every transaction. */
+const localMemo = new Map<string, boolean>();
+
+let localMemoGeneration = -1;
+
 export function isLocal(domain: string): boolean {
-  return isLocalDomain(domain, { domain: server.domain, virtual: server.virtual });
+  if (localMemoGeneration !== platformGeneration()) {
+    localMemo.clear();
+    localMemoGeneration = platformGeneration();
+  }
+  let r = localMemo.get(domain);
+  if (r === undefined) {
+    r = localMatcher(domain);
+    if (localMemo.size >= 1024) localMemo.clear();
+    localMemo.set(domain, r);
+  }
+  return r;
 }
 
 // ---------------------------------------------------------------- host-ish objects
@@ -274,8 +315,16 @@ export function ctx_helo(x: EvalCtx): string {
   if (c.session.helo === null) tooEarly(x, 'ctx::helo()', 'helo');
   return c.session.helo;
 }
+/** Address objects by the (shared, decoded once) context address they show; both are immutable. */
+const addressObjects = new WeakMap<MailAddress, Address>();
+function addressObject(a: MailAddress): Address {
+  let o = addressObjects.get(a);
+  if (o === undefined) addressObjects.set(a, (o = new Address(a)));
+  return o;
+}
+
 export function ctx_mail_from(x: EvalCtx): Address {
-  return new Address(needTxn(x, 'ctx::mail_from()', 'mail').mailFrom);
+  return addressObject(needTxn(x, 'ctx::mail_from()', 'mail').mailFrom);
 }
 export function ctx_mail_timestamp(x: EvalCtx): Timestamp {
   return new Timestamp(needTxn(x, 'ctx::mail_timestamp()', 'mail').mailAt);
@@ -287,7 +336,7 @@ export function ctx_rcpt(x: EvalCtx): Address {
   const t = needTxn(x, 'ctx::rcpt()', 'rcpt');
   const r = t.current ?? (x.si > stageIndex('rcpt') ? t.rcpts[t.rcpts.length - 1] : undefined);
   if (!r) tooEarly(x, 'ctx::rcpt()', 'rcpt');
-  return new Address(r);
+  return addressObject(r);
 }
 export function ctx_rcpt_list(x: EvalCtx): Address[] {
   const t = needTxn(x, 'ctx::rcpt_list()', 'rcpt');
@@ -432,7 +481,7 @@ export function cfg_app(_x: EvalCtx): Value {
 
 // ---------------------------------------------------------------- functions, logging
 
-export function fn_ptr(_x: EvalCtx, name: string, overloads: Array<[number, (x: unknown, self: unknown, ...a: Value[]) => Value, boolean]>) {
+export function fn_ptr(_x: EvalCtx, name: string, overloads: Parameters<typeof fnPtr>[1]) {
   return fnPtr(name, overloads);
 }
 
@@ -457,8 +506,8 @@ export { closure, directive };
 
 // ---------------------------------------------------------------- §6.2 v1 declarations
 
-const OBJECT_TYPES = new Set(['ip4', 'ip6', 'rg4', 'rg6', 'fqdn', 'address', 'identifier', 'string', 'regex', 'file', 'group', 'code']);
-const ELEMENT_TYPES = new Set(['ip4', 'ip6', 'rg4', 'rg6', 'fqdn', 'address', 'identifier', 'string', 'regex']);
+export const OBJECT_TYPES = new Set(['ip4', 'ip6', 'rg4', 'rg6', 'fqdn', 'address', 'identifier', 'string', 'regex', 'file', 'group', 'code']);
+export const ELEMENT_TYPES = new Set(['ip4', 'ip6', 'rg4', 'rg6', 'fqdn', 'address', 'identifier', 'string', 'regex']);
 
 export function makeTyped(type: string, s: Value, fn: string): Value {
   switch (type) {
@@ -524,8 +573,8 @@ export function file(x: EvalCtx, path: Value, type: Value, posId: number): Value
   return out;
 }
 
-export function ctorFile(x: EvalCtx, path: Value, type: Value): Value[] {
-  return freeze(file(x, path, type, -1)) as Value[];
+export function ctorFile(x: EvalCtx, path: Value, type: Value, posId = -1): Value[] {
+  return freeze(file(x, path, type, posId)) as Value[];
 }
 
 export function v1_service(x: EvalCtx, kind: string, value: Value, posId: number): Value {
@@ -545,31 +594,38 @@ export function sys_status(_x: EvalCtx, kind: Value, arg: Value): Value {
  */
 export function sys_client_allowed(x: EvalCtx, allowed: Value): boolean | Promise<boolean> {
   const ip = ctx_client_ip(x);
+  // The common case first: one network object (`check_rcpt_relay(internal_net)`).
+  if (allowed instanceof Rg4 || allowed instanceof Rg6) return allowed.contains(ip);
   const names: string[] = [];
-  const check = (a: Value): boolean => {
-    if (a instanceof Fqdn) {
-      names.push(a.name);
-      return false;
-    }
-    if (Array.isArray(a)) return a.some(check);
-    if (a instanceof Rg4 || a instanceof Rg6 || a instanceof Regex) return a.contains(ip);
-    if (a instanceof Ip4 || a instanceof Ip6) return a.equals(ip);
-    if (typeof a === 'string') {
-      if (a.includes('/')) {
-        try {
-          return contains(a.includes(':') ? rg6(a) : rg4(a), ip);
-        } catch {
-          return false;
-        }
-      }
-      return a === ip || (a.includes(':') ? safeEq(() => ip6(a).equals(ip)) : safeEq(() => ip4(a).equals(ip)));
-    }
-    if (a instanceof Identifier || a instanceof Address || a === undefined) return false;
-    throw fnError('check_relay', `cannot test a client against ${typeOf(a)}`);
-  };
-  if (check(allowed)) return true;
+  if (clientIn(ip, allowed, names)) return true;
   if (names.length === 0) return false;
   return hostAsync(x, 'sys::fcrdns', [], -1).then((name) => typeof name === 'string' && names.includes(name.toLowerCase()));
+}
+
+/** Whether `ip` is in `a` by address or network; fqdn elements are collected in `names` for the caller. */
+function clientIn(ip: string, a: Value, names: string[]): boolean {
+  if (a instanceof Fqdn) {
+    names.push(a.name);
+    return false;
+  }
+  if (Array.isArray(a)) {
+    for (const e of a) if (clientIn(ip, e, names)) return true;
+    return false;
+  }
+  if (a instanceof Rg4 || a instanceof Rg6 || a instanceof Regex) return a.contains(ip);
+  if (a instanceof Ip4 || a instanceof Ip6) return a.equals(ip);
+  if (typeof a === 'string') {
+    if (a.includes('/')) {
+      try {
+        return contains(a.includes(':') ? rg6(a) : rg4(a), ip);
+      } catch {
+        return false;
+      }
+    }
+    return a === ip || (a.includes(':') ? safeEq(() => ip6(a).equals(ip)) : safeEq(() => ip4(a).equals(ip)));
+  }
+  if (a instanceof Identifier || a instanceof Address || a === undefined) return false;
+  throw fnError('check_relay', `cannot test a client against ${typeOf(a)}`);
 }
 
 function safeEq(f: () => boolean): boolean {

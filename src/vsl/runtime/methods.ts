@@ -41,6 +41,7 @@ import {
   textOf,
   typeOf,
 } from './ops.js';
+import { doesIo } from './support.js';
 import { I64_MAX, I64_MIN, VChar, VFn, VObject, VRange, VslError, fnError, isArray, isMap, type VMap, type Value } from './value.js';
 
 /** How a built-in runs: given the context, the receiver and the other arguments. */
@@ -147,6 +148,8 @@ const IO_IN_CALLBACK = 'I/O built-ins cannot run inside a map/filter callback';
 
 /** Calls a script function with the given arguments, synchronously. */
 function invoke(x: unknown, f: VFn, args: Value[]): Value {
+  // Refused before it runs: an I/O function would start its I/O and be abandoned.
+  if (doesIo(f)) throw new VslError(IO_IN_CALLBACK);
   let r: unknown;
   try {
     r = f.impl(x, ...args);
@@ -729,6 +732,9 @@ function runDef(def: MethodDef, x: unknown, recv: Value, name: string, args: Val
  * receiver after the call (the same array or map when changed in place, a new
  * string for in-place string methods, `recv` itself for pure methods).
  */
+/** Service methods (SPEC §7.12): I/O, reached through callMethodIo from async code only. */
+const SERVICE_CALLS = new Set(['run', 'get', 'set', 'rm']);
+
 export function callMethod(x: unknown, recv: Value, name: string, args: Value[]): [result: Value, self: Value] {
   const universal = UNIVERSAL_METHODS.get(name);
   if (universal !== undefined) return runDef(universal, x, recv, name, args);
@@ -742,6 +748,9 @@ export function callMethod(x: unknown, recv: Value, name: string, args: Value[])
       const [result] = runDef(def, x, recv.text(), name, args);
       return [result, recv];
     }
+  }
+  if (recv instanceof VObject && recv.type === 'service' && SERVICE_CALLS.has(name)) {
+    throw new VslError(`${name}: a service call does I/O, which only rules and actions (and the functions they call) can do`);
   }
   throw new VslError(`no method '${name}' for ${typeOf(recv)}`);
 }

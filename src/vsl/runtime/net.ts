@@ -155,13 +155,23 @@ export function formatIPv6(n: bigint): string {
 // ---------------------------------------------------------------- either family
 
 /** An IPv4 dotted quad or an IPv6 text form; otherwise null. */
+/** Recently parsed addresses: the client's IP is tested against every network a policy names. */
+const parsedIps = new Map<string, Ip | null>();
+
+/** An IPv4 or IPv6 address; null if invalid. The result is shared: never modify it. */
 export function parseIp(s: string): Ip | null {
+  let ip = parsedIps.get(s);
+  if (ip !== undefined) return ip;
   if (s.indexOf(':') >= 0) {
     const n = parseIPv6(s);
-    return n === null ? null : { v: 6, n };
+    ip = n === null ? null : { v: 6, n };
+  } else {
+    const n = parseIPv4(s);
+    ip = n === null ? null : { v: 4, n };
   }
-  const n = parseIPv4(s);
-  return n === null ? null : { v: 4, n };
+  if (parsedIps.size >= 1024) parsedIps.clear();
+  parsedIps.set(s, ip);
+  return ip;
 }
 
 export function formatIp(ip: Ip): string {

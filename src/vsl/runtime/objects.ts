@@ -253,6 +253,8 @@ export function fqdn(s: Value): Fqdn {
 /** A mailbox as the server uses it (SPEC §4.4, §6.5). */
 export class Address extends VObject implements WireObject {
   readonly type = 'address';
+  /** `.domain`, made once: the context's addresses are shared across rules. `declare`d: no constructor cost. */
+  declare private domainObject: Fqdn | undefined;
   constructor(readonly mail: MailAddress) {
     super();
   }
@@ -307,7 +309,9 @@ export class Address extends VObject implements WireObject {
         return this.mail.local;
       case 'domain':
         // Literals and the null sender's empty domain are strings (SPEC §6.5).
-        return this.isLiteral || this.mail.isNull ? this.mail.domain : new Fqdn(this.mail.domain);
+        if (this.isLiteral || this.mail.isNull) return this.mail.domain;
+        this.domainObject ??= new Fqdn(this.mail.domain);
+        return this.domainObject;
       case 'is_null':
         return this.mail.isNull;
       default:

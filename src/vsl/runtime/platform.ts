@@ -23,10 +23,17 @@ export const asciiOnlyPlatform: Platform = {
 };
 
 let current: Platform = asciiOnlyPlatform;
+let generation = 0;
 
 /** Installs the platform used by every later conversion (once, at startup). */
 export function setPlatform(p: Platform): void {
   current = p;
+  generation++;
+}
+
+/** Changes whenever the platform does: memoised conversions compare it. */
+export function platformGeneration(): number {
+  return generation;
 }
 
 export function platform(): Platform {

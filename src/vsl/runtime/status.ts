@@ -73,10 +73,19 @@ export class Status extends VObject {
   get wireTag(): string {
     return 'status';
   }
+  /** Memo of wireText; `declare`d so that no constructor work is emitted for it. */
+  declare private wire: string | undefined;
   get wireText(): string {
-    return JSON.stringify([this.kind, this.code?.wireText ?? null, this.quarantine ?? null]);
+    this.wire ??= JSON.stringify([this.kind, this.code?.wireText ?? null, this.quarantine ?? null]);
+    return this.wire;
   }
 }
+
+/** The statuses without a code: immutable, so one of each serves every rule (next() is on every path). */
+const PLAIN = {
+  next: new Status('next'), accept: new Status('accept'), faccept: new Status('faccept'),
+  deny: new Status('deny'), reject: new Status('reject'),
+};
 
 /** Rebuilds a Status from its wireText; null if malformed. */
 export function statusFromWire(text: string): Status | null {
@@ -118,7 +127,7 @@ export function makeStatus(kind: StatusKind, arg?: Value): Status {
   switch (kind) {
     case 'next':
       if (arg !== undefined) throw fnError(kind, 'takes no argument');
-      return new Status(kind);
+      return PLAIN.next;
     case 'quarantine': {
       if (typeof arg !== 'string') {
         throw fnError(kind, `expects a quarantine name string, got ${typeName(arg)}`);
@@ -135,12 +144,21 @@ export function makeStatus(kind: StatusKind, arg?: Value): Status {
     case 'faccept':
     case 'deny':
     case 'reject':
-      if (arg === undefined) return new Status(kind);
+      if (arg === undefined) return PLAIN[kind];
       break;
     default:
       throw new VslError(`unknown status '${String(kind)}'`);
   }
   const c = toCode(kind, arg);
-  checkClass(kind, c);
-  return new Status(kind, c);
+  let byKind = withCode.get(c);
+  if (byKind === undefined) withCode.set(c, (byKind = {}));
+  let st = byKind[kind];
+  if (st === undefined) {
+    checkClass(kind, c);
+    st = byKind[kind] = new Status(kind, c);
+  }
+  return st;
 }
+
+/** Statuses by their (shared, immutable) code: `reject(code554_7_1)` makes one object, once. */
+const withCode = new WeakMap<Code, Partial<Record<StatusKind, Status>>>();
