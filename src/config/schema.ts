@@ -67,6 +67,8 @@ export interface Config {
     maildir: string;
     mbox: string;
     timeout: string;
+    /** Extension: TCP port of MX hosts (25; tests point MX delivery at loopback servers). */
+    mx_port: number;
   };
   dkim: { keys: Record<string, Array<{ selector: string; private_key: string }>> };
   state: { store: string; prefix: string };
@@ -152,6 +154,7 @@ export function defaultConfig(hostname: string, isTerminal = false): Config {
       maildir: '/var/vmail/{domain}/{local_part}/Maildir',
       mbox: '/var/mail/{local_part}',
       timeout: '5m',
+      mx_port: 25,
     },
     dkim: { keys: {} },
     state: { store: 'memory', prefix: 'mta:' },

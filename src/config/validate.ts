@@ -102,6 +102,7 @@ function check(value: unknown, def: unknown, path: string): unknown {
     if (path === 'server.smtp.message_size_limit' && typeof value === 'string') return parseSizeAt(value, path);
     if (typeof value !== 'number' || !Number.isInteger(value)) throw new ConfigError(path, `expected an int, got ${typeName(value)}`);
     if (value < 0) throw new ConfigError(path, 'must not be negative');
+    if (path === 'delivery.mx_port' && (value < 1 || value > 65535)) throw new ConfigError(path, 'must be a TCP port, 1 to 65535');
     return value;
   }
   if (typeof def === 'boolean') {

@@ -40,7 +40,7 @@ export interface SchedulerOptions {
   log?: SpoolLogger;
   /** Randomness for retry jitter and MX tie order (tests pass () => 0). */
   random?: () => number;
-  /** Port for MX delivery (25). */
+  /** Port for MX delivery; default: delivery.mx_port of the configuration (25). */
   mxPort?: number;
   /** Rescan of the spool directories (default 5 s; SPEC §11.5 asks for ≤ 10 s). */
   scanIntervalMs?: number;
@@ -288,17 +288,18 @@ export class Scheduler {
       }
       throw err;
     }
+    const cfg = this.opts.config();
     const run = new MessageRun(
       {
         spool,
-        cfg: this.opts.config(),
+        cfg,
         clock: this.clock,
         log: this.log,
         random: this.random,
         runStage: this.opts.runStage,
         pool: this.pool,
         resolver: this.opts.resolver,
-        mxPort: this.opts.mxPort ?? 25,
+        mxPort: this.opts.mxPort ?? cfg.delivery.mx_port,
       },
       loaded.record,
       loaded.message,

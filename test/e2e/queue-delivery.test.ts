@@ -22,12 +22,13 @@ import { newQueueId } from '../../src/queue/id.js';
 import { Spool } from '../../src/queue/spool.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { startDnsServer } from '../helpers/dns-server.js';
+import { loadError } from '../helpers/vsl.js';
 import { SmtpClient, type SmtpReply } from '../helpers/smtp-client.js';
 import { replySequence, startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
 
 // ---- a server under test ----
 
-type LogLine = Record<string, unknown> & { msg: string; time: number; level: number };
+type LogLine = Record<string, unknown> & { msg: string; level: number };
 
 interface Mta {
   server: RunningServer;
@@ -617,4 +618,12 @@ test('a next hop that never answers after DATA is cut off by delivery.timeout an
     await mta.stop();
     await sink.close();
   }
+});
+
+test('delivery.mx_port must be a TCP port: 0 or 65536 is a load error naming the key', async () => {
+  for (const bad of [0, 65536]) {
+    const err = await loadError({ 'main.vsl': `fn on_config(config) { config.delivery.mx_port = ${bad}; config }\n#{}\n` });
+    assert.match(err, /delivery\.mx_port: must be a TCP port, 1 to 65535/);
+  }
+  assert.equal(await loadError({ 'main.vsl': 'fn on_config(config) { config.delivery.mx_port = 2525; config }\n#{}\n' }), 'loaded without error');
 });
