@@ -172,6 +172,14 @@ export class MessageRun {
       return this.toQuarantine(q);
     }
     // next, accept, faccept: commit the changes, then go on.
+    if (v.source === 'no rules' && outcome.effects.length === 0) {
+      // Nothing to commit: the stage has no rules. Its "done" mark is not
+      // worth an fsync'd record write (two per message, on the directory the
+      // SMTP front also syncs): if it is lost in a crash, the stage runs
+      // again and again does nothing.
+      this.record.stages[stage] = 'done';
+      return null;
+    }
     try {
       await this.commitEffects(stage, outcome.effects, () => {
         this.record.stages[stage] = 'done';

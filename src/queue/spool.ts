@@ -420,9 +420,11 @@ export class Spool extends EventEmitter {
       throw err;
     }
     await this.dirSync.sync(this.dirOf(from));
+    // No second directory fsync: if these unlinks are lost in a crash, the
+    // .eml is a stray without its .json and the parked record a stale tmp
+    // file, both collected by recovery. Only the rename above had to be durable.
     await fs.rm(this.file(from, id, 'eml'), { force: true });
     await fs.rm(parked, { force: true });
-    await this.dirSync.sync(this.dirOf(from));
     return true;
   }
 
