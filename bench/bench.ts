@@ -32,7 +32,7 @@ interface Options {
 }
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { messages: 10_000, sessions: [20, 100, 300, 600], workers: os.availableParallelism(), peers: false, port: 2530 };
+  const o: Options = { messages: 10_000, sessions: [20, 100, 300, 600], workers: Math.max(1, os.availableParallelism() - 1), peers: false, port: 2530 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--peers') o.peers = true;
@@ -233,7 +233,7 @@ async function run(o: Options, s: Server, sessions: number, during?: () => Promi
   };
 }
 
-async function idleConnections(o: Options, policy: string): Promise<{ rss: number; baseline: number; banner: number; closedAll: boolean }> {
+async function idleConnections(o: Options, policy: string): Promise<{ rss: number; baseline: number; banner: number; closed: number }> {
   const s = await startServer(o, policy, ['--set', 'server.smtp.timeout="8s"']);
   try {
     await sleep(500);
@@ -255,7 +255,7 @@ async function idleConnections(o: Options, policy: string): Promise<{ rss: numbe
     // The idle timeout (8 s here) closes them.
     for (let i = 0; i < 100 && closed < 1000; i++) await sleep(100);
     for (const c of socks) c.destroy();
-    return { rss, baseline, banner, closedAll: closed >= 1000 };
+    return { rss, baseline, banner, closed };
   } finally {
     await s.stop();
   }
@@ -319,7 +319,7 @@ async function main(): Promise<void> {
     }
   }
   const idle = await idleConnections(o, policy);
-  process.stdout.write(`idle: 1000 connections held: RSS ${idle.rss.toFixed(0)} MB (baseline ${idle.baseline.toFixed(0)} MB), new client banner in ${idle.banner.toFixed(0)} ms, all closed by the idle timeout: ${idle.closedAll}\n`);
+  process.stdout.write(`idle: 1000 connections held: RSS ${idle.rss.toFixed(0)} MB (baseline ${idle.baseline.toFixed(0)} MB), new client banner in ${idle.banner.toFixed(0)} ms, closed by the idle timeout (8 s) within 10 s: ${idle.closed}/1000\n`);
   const peak = Math.max(...results.map((r) => r.msgPerSec));
   const at600 = results.find((r) => r.sessions === 600);
   if (at600) process.stdout.write(`600 sessions: ${(100 * at600.msgPerSec / peak).toFixed(0)}% of vsl-mta's own peak (${peak.toFixed(0)} msg/s)\n`);

@@ -29,7 +29,8 @@ Server options (mta run):
   --set KEY=VALUE        override a configuration key (repeatable)
   --log-level LEVEL      trace|debug|info|warn|error
   --log-format FORMAT    json|pretty
-  --workers N            worker processes sharing the listeners (default: CPUs)
+  --workers N            SMTP worker processes sharing the listeners (default: CPUs - 1,
+                         at least 1; the primary delivers); 0 runs one process
 
 Signals: SIGHUP reloads the policy; SIGTERM/SIGINT stop accepting, let sessions
 finish (up to 30 s) and exit 0.

@@ -2,10 +2,14 @@
 // foreground, logging to stdout. SIGHUP reloads; SIGTERM/SIGINT stop
 // gracefully (up to 30 s) and exit 0.
 //
-// With --workers N (default: the number of CPUs) the primary process runs
-// delivery (scheduler, postq and delivery stages) and forks N worker
-// processes that share the listening sockets and run the SMTP front, each
-// with its own policy sandbox. --workers 0 runs everything in one process.
+// With --workers N the primary process runs delivery (scheduler, postq and
+// delivery stages) and forks N worker processes that share the listening
+// sockets and run the SMTP front, each with its own policy sandbox.
+// --workers 0 runs everything in one process. The default is one worker per
+// CPU but one, which is left to the delivering primary. Measured on 2 CPUs
+// (npm run bench): one worker kept p99 policy time under 1 ms, RSS with 1,000
+// idle connections under 250 MB and 88% of its peak at 600 sessions; two
+// workers gave 683 vs 513 msg/s at 100 sessions but missed those three.
 
 import cluster from 'node:cluster';
 import os from 'node:os';
@@ -47,7 +51,7 @@ export async function runCommand(argv: string[], io: CliIo): Promise<number> {
     const fmt = single(args, 'log-format');
     if (fmt && fmt !== 'json' && fmt !== 'pretty') throw new UsageError('--log-format is json or pretty');
     const w = single(args, 'workers');
-    workers = w === undefined ? Math.max(1, os.availableParallelism()) : Number(w);
+    workers = w === undefined ? Math.max(1, os.availableParallelism() - 1) : Number(w);
     if (!Number.isInteger(workers) || workers < 0 || workers > 64) throw new UsageError('--workers is a number from 0 to 64');
   } catch (e) {
     if (e instanceof UsageError) {
