@@ -282,12 +282,15 @@ function body(r: Rng): { data: Buffer; ended: boolean } {
     [1, '\r\n\0.\r\n'],
     [1, ''],
   ]);
-  // A proper end before the tail (the chosen end, or an unstuffed lone dot) makes it a real, pipelined transaction.
-  const properEndBefore = end === '\r\n.\r\n' || end === '' || (!stuff && lines.includes('.'));
+  // A proper end before the tail makes it a real, pipelined transaction. Look
+  // at the bytes, not at the choices: a damaged line end ("\r") followed by
+  // the "\n.\r\n" variant is a proper CRLF.CRLF, and so is an unstuffed lone dot.
+  const before = Buffer.concat([Buffer.from('\r\n'), buf, Buffer.from(end, 'latin1')]);
+  const properEndBefore = end === '' || before.includes('\r\n.\r\n');
   const marker = properEndBefore ? 'pipelined' : 'smuggled';
   const tail = r.chance(0.3) ? `MAIL FROM:<${marker}@example.net>\r\nRCPT TO:<jdoe@doe-family.com>\r\nDATA\r\nSubject: ${marker}\r\n\r\n${marker}\r\n.\r\n` : '';
   // Whether the server has a proper end to answer: otherwise it waits for more text.
-  const ended = tail !== '' || end === '\r\n.\r\n' || (!stuff && lines.includes('.'));
+  const ended = tail !== '' || before.includes('\r\n.\r\n');
   return { data: Buffer.concat([buf, Buffer.from(end + tail, 'latin1')]), ended };
 }
 
