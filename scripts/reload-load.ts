@@ -228,10 +228,14 @@ async function main(): Promise<number> {
       while (spooled(queueDir).length < n && sourceExit === undefined) await sleep(50);
       return Date.now();
     };
+    // Start once 2% is spooled, and spread the edits over about half of the
+    // remaining run estimated from the rate between 1% and 2% (CI once saw
+    // smtp-source finish before the 20th edit when they were spread over 60%
+    // of it starting at 4%).
     const t1 = await spooledAtLeast(MESSAGES * 0.01);
-    const t4 = await spooledAtLeast(MESSAGES * 0.04);
-    const remainingMs = ((t4 - t1) / 3) * 96;
-    const gapMs = Math.round(Math.min(EDIT_GAP_MS, Math.max(210, (remainingMs * 0.6) / EDITS)));
+    const t2 = await spooledAtLeast(MESSAGES * 0.02);
+    const remainingMs = (t2 - t1) * 98;
+    const gapMs = Math.round(Math.min(EDIT_GAP_MS, Math.max(205, (remainingMs * 0.5) / EDITS)));
     while (edits < EDITS && sourceExit === undefined) {
       edits++;
       const text = policy(edits);
