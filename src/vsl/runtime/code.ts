@@ -2,29 +2,10 @@
 // reply-string grammar, and the exact lines a reply is sent as.
 
 import type { Reply } from '../../policy/types.js';
-import { VChar, VFn, VObject, VRange, fnError, isArray, isMap, type Value, type VMap } from './value.js';
+import { VChar, VFn, VObject, VRange, fnError, isArray, isMap, typeOf, type Value, type VMap } from './value.js';
 
 /** `type_of` of any value (SPEC §2.2), for error messages. */
-export function typeName(v: Value): string {
-  switch (typeof v) {
-    case 'bigint':
-      return 'i64';
-    case 'number':
-      return 'f64';
-    case 'boolean':
-      return 'bool';
-    case 'undefined':
-      return '()';
-    case 'string':
-      return 'string';
-  }
-  if (v instanceof VChar) return 'char';
-  if (isArray(v)) return 'array';
-  if (isMap(v)) return 'map';
-  if (v instanceof VFn) return 'Fn';
-  if (v instanceof VRange) return v.inclusive ? 'range=' : 'range';
-  return (v as VObject).type;
-}
+export const typeName = typeOf;
 
 const ENHANCED = /^[245]\.[0-9]{1,3}\.[0-9]{1,3}$/;
 

@@ -15,6 +15,7 @@ import {
   VslError,
   isArray,
   isMap,
+  typeOf,
   type VMap,
   type Value,
 } from './value.js';
@@ -36,28 +37,7 @@ export class VStepRange extends VRange {
 
 // ---------------------------------------------------------------- types
 
-/** `type_of(v)` (SPEC §2.2). */
-export function typeOf(v: Value): string {
-  switch (typeof v) {
-    case 'bigint':
-      return 'i64';
-    case 'number':
-      return 'f64';
-    case 'boolean':
-      return 'bool';
-    case 'undefined':
-      return '()';
-    case 'string':
-      return 'string';
-  }
-  if (v instanceof VChar) return 'char';
-  if (Array.isArray(v)) return 'array';
-  if (v instanceof Map) return 'map';
-  if (v instanceof VFn) return 'Fn';
-  if (v instanceof VRange) return v.inclusive ? 'range=' : 'range';
-  if (v instanceof VObject) return v.type;
-  return 'unknown';
-}
+export { typeOf };
 
 /** A condition or a `&& || !` operand: bools only, no truthiness (SPEC §2.2). */
 export function asBool(v: Value, what: string): boolean {

@@ -120,6 +120,29 @@ export class VslFatal extends Error {
   }
 }
 
+/** `type_of(v)` (SPEC §2.2); host objects report their own type. */
+export function typeOf(v: Value): string {
+  switch (typeof v) {
+    case 'bigint':
+      return 'i64';
+    case 'number':
+      return 'f64';
+    case 'boolean':
+      return 'bool';
+    case 'undefined':
+      return '()';
+    case 'string':
+      return 'string';
+  }
+  if (v instanceof VChar) return 'char';
+  if (Array.isArray(v)) return 'array';
+  if (v instanceof Map) return 'map';
+  if (v instanceof VFn) return 'Fn';
+  if (v instanceof VRange) return v.inclusive ? 'range=' : 'range';
+  if (v instanceof VObject) return v.type;
+  return 'unknown';
+}
+
 export function isMap(v: Value): v is VMap {
   return v instanceof Map;
 }
