@@ -17,17 +17,15 @@
 // their 551 (with %H (%I), %F and %T) is proven at the built-in level with the
 // production built-in, the example file and the real DNS.
 
+import { startServerIn, tempDir, type RunningIn } from '../helpers/server.js';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import pino from 'pino';
 import { checkCommand, checkFile } from '../../src/cli/check.js';
 import { createResolver } from '../../src/builtins/dns/resolver.js';
 import { legacyBuiltins } from '../../src/builtins/legacy/builtins.js';
 import type { MailAddress } from '../../src/policy/types.js';
-import { startServer, type RunningServer } from '../../src/server.js';
 import { replyLines } from '../../src/vsl/runtime/code.js';
 import { Status } from '../../src/vsl/runtime/status.js';
 import { startDnsServer, type DnsTestServer } from '../helpers/dns-server.js';
@@ -61,52 +59,12 @@ const ZONE = {
 // then 451 4.3.0); nothing here is about rule timeouts, so give them room.
 const ROOMY = 'vsl.rule_timeout="5s"';
 
-interface Running {
-  server: RunningServer;
-  port: number;
-  dir: string;
-  logs: Array<Record<string, unknown>>;
-  stop(): Promise<void>;
-}
-
-function tempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-}
-
-/** A pino logger whose JSON records land in `logs`. */
-function capturingLog(logs: Array<Record<string, unknown>>): pino.Logger {
-  return pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
-}
-
 /**
- * Starts the real server on 127.0.0.1:0 with a temporary queue. `policyDir`
- * holds main.vsl (used in place: the example itself, or a temp copy).
+ * The real server on 127.0.0.1:0 with a temporary queue, the loopback DNS
+ * server as resolver; `policyDir` holds main.vsl (used in place).
  */
-async function start(policyDir: string, dns: DnsTestServer, opts: { watch?: boolean; set?: string[]; ownsDir?: boolean } = {}): Promise<Running> {
-  const queueDir = tempDir('vsl-esmith-queue-');
-  const logs: Array<Record<string, unknown>> = [];
-  const server = await startServer({
-    mainPath: path.join(policyDir, 'main.vsl'),
-    overrides: {
-      listen: ['127.0.0.1:0'],
-      queueDir,
-      set: [`server.dns.servers=["${dns.address}"]`, 'server.dns.timeout="5s"', ROOMY, ...(opts.set ?? [])],
-    },
-    log: capturingLog(logs),
-    deliver: false,
-    watch: opts.watch ?? false,
-  });
-  return {
-    server,
-    port: server.listeners[0]!.port,
-    dir: policyDir,
-    logs,
-    async stop() {
-      await server.stop(500);
-      fs.rmSync(queueDir, { recursive: true, force: true });
-      if (opts.ownsDir) fs.rmSync(policyDir, { recursive: true, force: true });
-    },
-  };
+function start(policyDir: string, dns: DnsTestServer, opts: { watch?: boolean; set?: string[]; ownsDir?: boolean } = {}): Promise<RunningIn> {
+  return startServerIn(policyDir, { ...opts, set: [`server.dns.servers=["${dns.address}"]`, 'server.dns.timeout="5s"', ROOMY, ...(opts.set ?? [])] });
 }
 
 /** A temp policy directory: the example's main.vsl and the given rules file. */
@@ -157,7 +115,7 @@ after(async () => {
 // ------------------------------------------------------------------ the default file
 
 describe('e-smith default rules from outside the local network (allow line moved to 192.0.2.1)', () => {
-  let s: Running;
+  let s: RunningIn;
   before(async () => {
     s = await start(policyCopy(OUTSIDE_RULES), dns, { ownsDir: true });
   });
@@ -249,7 +207,7 @@ describe('e-smith default rules from outside the local network (allow line moved
 });
 
 describe('e-smith default rules from the local network (examples/esmith as shipped)', () => {
-  let s: Running;
+  let s: RunningIn;
   before(async () => {
     // The example directory itself, unmodified: its allow:127.0.0.1 line applies.
     s = await start(EXAMPLE_DIR, dns);
@@ -352,7 +310,7 @@ const DENY_LIST = [
 ].join('\n');
 
 describe('the deny list of "Solution 2" (10DenyList) over a socket', () => {
-  let s: Running;
+  let s: RunningIn;
   before(async () => {
     const header = RULES_TEXT.indexOf('# Don\'t allow bang paths');
     const rules = `${OUTSIDE_RULES.slice(0, header)}${DENY_LIST}\n${OUTSIDE_RULES.slice(header)}`;

@@ -14,17 +14,15 @@
 // source-routed form `<@a,@b:u@d>` reaches the table over a socket. The
 // table's own answer for all four is proven with the production built-in.
 
+import { startServerIn, tempDir, type RunningIn } from '../helpers/server.js';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import pino from 'pino';
 import { checkFile } from '../../src/cli/check.js';
 import type { Clock } from '../../src/builtins/host.js';
 import { legacyBuiltins } from '../../src/builtins/legacy/builtins.js';
 import type { MailAddress } from '../../src/policy/types.js';
-import { startServer, type RunningServer } from '../../src/server.js';
 import { replyLines } from '../../src/vsl/runtime/code.js';
 import { Status } from '../../src/vsl/runtime/status.js';
 import { makeHostCall } from '../helpers/host-call.js';
@@ -45,44 +43,9 @@ const OUTSIDE = ['server.relay_networks=["10.0.0.0/8"]'];
 // then 451 4.3.0); nothing here is about rule timeouts, so give them room.
 const ROOMY = 'vsl.rule_timeout="5s"';
 
-interface Running {
-  server: RunningServer;
-  port: number;
-  dir: string;
-  logs: Array<Record<string, unknown>>;
-  stop(): Promise<void>;
-}
-
-function tempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-}
-
-function capturingLog(logs: Array<Record<string, unknown>>): pino.Logger {
-  return pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
-}
-
 /** The real server on 127.0.0.1:0, main.vsl of `policyDir`, a temporary queue. */
-async function start(policyDir: string, opts: { set?: string[]; watch?: boolean; ownsDir?: boolean } = {}): Promise<Running> {
-  const queueDir = tempDir('vsl-msgsrv-queue-');
-  const logs: Array<Record<string, unknown>> = [];
-  const server = await startServer({
-    mainPath: path.join(policyDir, 'main.vsl'),
-    overrides: { listen: ['127.0.0.1:0'], queueDir, set: [ROOMY, ...(opts.set ?? [])] },
-    log: capturingLog(logs),
-    deliver: false,
-    watch: opts.watch ?? false,
-  });
-  return {
-    server,
-    port: server.listeners[0]!.port,
-    dir: policyDir,
-    logs,
-    async stop() {
-      await server.stop(500);
-      fs.rmSync(queueDir, { recursive: true, force: true });
-      if (opts.ownsDir) fs.rmSync(policyDir, { recursive: true, force: true });
-    },
-  };
+function start(policyDir: string, opts: { set?: string[]; watch?: boolean; ownsDir?: boolean } = {}): Promise<RunningIn> {
+  return startServerIn(policyDir, { ...opts, set: [ROOMY, ...(opts.set ?? [])] });
 }
 
 /** A temp policy directory: the example's main.vsl and the given mapping file. */
@@ -160,7 +123,7 @@ describe('ORIG_SEND_ACCESS: relaying from outside and from inside', () => {
 // ------------------------------------------------------------------ explicit routing
 
 describe('explicit routing to an internal domain from outside (table copy with $D1)', () => {
-  let s: Running;
+  let s: RunningIn;
   before(async () => {
     s = await start(policyCopy(SHORT_DELAY_MAPPINGS), { set: OUTSIDE, ownsDir: true });
   });

@@ -22,6 +22,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
+import pino from 'pino';
 import { createLogger } from '../../src/log/logger.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import type { EnvelopeRecord } from '../../src/queue/envelope.js';
@@ -266,4 +267,42 @@ export async function unusedTcpPort(): Promise<number> {
   const { port } = srv.address() as { port: number };
   await new Promise<void>((resolve) => srv.close(() => resolve()));
   return port;
+}
+
+/** A server started by startServerIn: the real server plus what the test needs to read. */
+export interface RunningIn {
+  server: RunningServer;
+  port: number;
+  dir: string;
+  logs: Array<Record<string, unknown>>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The real server on 127.0.0.1:0 running `<policyDir>/main.vsl` in place
+ * (no copy), with a temporary queue and its JSON log records in `logs`.
+ * `ownsDir` removes the policy directory at stop.
+ */
+export async function startServerIn(policyDir: string, opts: { set?: string[]; watch?: boolean; ownsDir?: boolean } = {}): Promise<RunningIn> {
+  const queueDir = tempDir('vsl-test-queue-');
+  const logs: Array<Record<string, unknown>> = [];
+  const log = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
+  const server = await startServer({
+    mainPath: path.join(policyDir, 'main.vsl'),
+    overrides: { listen: ['127.0.0.1:0'], queueDir, set: opts.set ?? [] },
+    log,
+    deliver: false,
+    watch: opts.watch ?? false,
+  });
+  return {
+    server,
+    port: server.listeners[0]!.port,
+    dir: policyDir,
+    logs,
+    async stop() {
+      await server.stop(500);
+      fs.rmSync(queueDir, { recursive: true, force: true });
+      if (opts.ownsDir) fs.rmSync(policyDir, { recursive: true, force: true });
+    },
+  };
 }
