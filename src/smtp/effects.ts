@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { FrontStage } from '../policy/apply.js';
 import { addressText, type Header, type MailAddress, type Session, type StageEffect, type Transaction } from '../policy/types.js';
 import { sameName, type MessageDraft } from './message.js';
+import { editPendingHeaders, type HeaderEffect } from '../policy/pending-headers.js';
 
 export interface EffectTarget {
   stage: FrontStage;
@@ -19,36 +20,11 @@ export interface EffectTarget {
   deferredMessageEdits: StageEffect[] | null;
 }
 
-type HeaderEffect = Extract<StageEffect, { kind: 'header' }>;
 type MessageEdit = Extract<StageEffect, { kind: 'msg_from' | 'msg_rcpt' }>;
 
 /** Same mailbox: local part exact, domain case-insensitive (domains are already canonical). */
 export function sameAddress(a: MailAddress, b: MailAddress): boolean {
   return a.isNull === b.isNull && a.local === b.local && a.domain.toLowerCase() === b.domain.toLowerCase();
-}
-
-/** A header edit on a pending list (SPEC §7.5: before DATA, set/rm act on that list). */
-export function editHeaderList(list: Header[], e: HeaderEffect): void {
-  switch (e.op) {
-    case 'append':
-      list.push({ name: e.name, value: e.value });
-      return;
-    case 'prepend':
-      list.unshift({ name: e.name, value: e.value });
-      return;
-    case 'set': {
-      const i = list.findIndex((h) => sameName(h.name, e.name));
-      if (i < 0) list.push({ name: e.name, value: e.value });
-      else list[i] = { name: e.name, value: e.value };
-      return;
-    }
-    case 'rename':
-      for (const h of list) if (sameName(h.name, e.name)) h.name = e.newName;
-      return;
-    case 'remove':
-      for (let i = list.length - 1; i >= 0; i--) if (sameName(list[i]!.name, e.name)) list.splice(i, 1);
-      return;
-  }
 }
 
 function editDraftHeader(draft: MessageDraft, e: HeaderEffect): void {
@@ -167,8 +143,8 @@ export function applyEffects(effects: readonly StageEffect[], t: EffectTarget, l
   for (const e of effects) {
     if (e.kind === 'header') {
       if (t.draft !== null) editDraftHeader(t.draft, e);
-      else if (sessionWide || t.txn === null) editHeaderList(t.session.pendingHeaders, e);
-      else editHeaderList(t.txn.pendingHeaders, e);
+      else if (sessionWide || t.txn === null) editPendingHeaders(t.session.pendingHeaders, e);
+      else editPendingHeaders(t.txn.pendingHeaders, e);
       continue;
     }
     if (e.kind === 'msg_from' || e.kind === 'msg_rcpt') {

@@ -12,6 +12,7 @@ import type { Header, StageEffect } from '../../policy/types.js';
 import { applyMessageEffects, foldField, headerBlock, isMessageEffect, messageView } from '../../queue/message.js';
 import { fnError } from '../../vsl/runtime/value.js';
 import type { HostCall } from '../host.js';
+import { editPendingHeaders, sameHeaderName } from '../../policy/pending-headers.js';
 
 /** One header field: its name as written, the raw text (continuation lines included, no final CRLF), the value unfolded and trimmed. */
 export interface HeaderField {
@@ -19,8 +20,6 @@ export interface HeaderField {
   raw: string;
   value: string;
 }
-
-type HeaderEffect = Extract<StageEffect, { kind: 'header' }>;
 
 const HEADER_NAME = /^[\x21-\x39\x3b-\x7e]+$/;
 
@@ -37,9 +36,7 @@ export function checkHeaderValue(fn: string, name: string, value: string): strin
   return value;
 }
 
-export function sameHeaderName(a: string, b: string): boolean {
-  return a.toLowerCase() === b.toLowerCase();
-}
+export { sameHeaderName };
 
 /**
  * `Name: value` as written into a message: folded at whitespace so lines
@@ -72,30 +69,6 @@ function field(name: string, raw: string): HeaderField {
   return { name, raw: r, value: unfold(r) };
 }
 
-/** Applies one header edit to a pending list, as the SMTP front does before DATA. */
-export function editPendingList(list: Header[], e: HeaderEffect): void {
-  switch (e.op) {
-    case 'append':
-      list.push({ name: e.name, value: e.value });
-      return;
-    case 'prepend':
-      list.unshift({ name: e.name, value: e.value });
-      return;
-    case 'set': {
-      const i = list.findIndex((h) => sameHeaderName(h.name, e.name));
-      if (i < 0) list.push({ name: e.name, value: e.value });
-      else list[i] = { name: e.name, value: e.value };
-      return;
-    }
-    case 'rename':
-      for (let i = 0; i < list.length; i++) if (sameHeaderName(list[i]!.name, e.name)) list[i] = { name: e.newName, value: list[i]!.value };
-      return;
-    case 'remove':
-      for (let i = list.length - 1; i >= 0; i--) if (sameHeaderName(list[i]!.name, e.name)) list.splice(i, 1);
-      return;
-  }
-}
-
 /**
  * The pending list a header write acts on before DATA (SPEC §7.5): the
  * session's at connect/helo/authenticate, the transaction's at mail/rcpt.
@@ -123,7 +96,7 @@ export function currentHeaders(call: HostCall): HeaderField[] {
       .map((h) => field(h.name, h.raw));
   }
   const list = pendingList(call).map((h) => ({ ...h }));
-  for (const e of effects) if (e.kind === 'header') editPendingList(list, e);
+  for (const e of effects) if (e.kind === 'header') editPendingHeaders(list, e);
   return list.map((h) => field(h.name, `${h.name}: ${h.value}`));
 }
 
