@@ -66,6 +66,21 @@ async function syncDir(dir: string): Promise<void> {
 }
 
 /**
+ * The mailbox path for a recipient, or the result to report when there is
+ * none: an unusable local part fails permanently (5.1.3), anything else
+ * (an unreadable template, say) defers.
+ */
+function resolveLocal(template: string, rcpt: MailAddress): string | RcptResult {
+  try {
+    return localPath(template, rcpt);
+  } catch (err) {
+    const text = addressText(rcpt);
+    if (err instanceof LocalPathError) return failed(text, `550 5.1.3 ${err.message}`, '5.1.3');
+    return deferred(text, `451 4.3.0 ${(err as Error).message}`, '4.3.0');
+  }
+}
+
+/**
  * Delivers into a maildir: the file is written and fsynced in tmp/, then
  * linked into new/ (a link never replaces an existing file) and the tmp/
  * name removed, so a reader never sees a partial message.
@@ -78,13 +93,9 @@ export async function deliverMaildir(
   now: number,
 ): Promise<RcptResult> {
   const text = addressText(rcpt);
-  let dir: string;
-  try {
-    dir = localPath(template, rcpt);
-  } catch (err) {
-    if (err instanceof LocalPathError) return failed(text, `550 5.1.3 ${err.message}`, '5.1.3');
-    return deferred(text, `451 4.3.0 ${(err as Error).message}`, '4.3.0');
-  }
+  const where = resolveLocal(template, rcpt);
+  if (typeof where !== 'string') return where;
+  const dir = where;
   try {
     for (const sub of ['tmp', 'new', 'cur']) await fs.mkdir(path.join(dir, sub), { recursive: true, mode: 0o700 });
     const data = toLf(withTrace(message, mailFrom, rcpt));
@@ -177,13 +188,9 @@ export async function deliverMbox(
   now: number,
 ): Promise<RcptResult> {
   const text = addressText(rcpt);
-  let file: string;
-  try {
-    file = localPath(template, rcpt);
-  } catch (err) {
-    if (err instanceof LocalPathError) return failed(text, `550 5.1.3 ${err.message}`, '5.1.3');
-    return deferred(text, `451 4.3.0 ${(err as Error).message}`, '4.3.0');
-  }
+  const where = resolveLocal(template, rcpt);
+  if (typeof where !== 'string') return where;
+  const file = where;
   try {
     await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
     const entry = mboxEntry(mailFrom, withTrace(message, mailFrom, rcpt), now);
