@@ -98,6 +98,7 @@ export const GUEST_BUILTINS: Record<string, GuestBuiltin> = {
   call: g('call', [1, 64], true),
   // internal primitives for stdlib/ only (the compiler refuses sys:: elsewhere)
   'sys::status': g('sys_status', 2),
+  'sys::predefined': g('sys_predefined', 1),
   'sys::client_allowed': g('sys_client_allowed', 1, true),
 };
 

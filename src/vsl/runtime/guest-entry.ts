@@ -59,7 +59,7 @@ const intrinsics = {
   constant: bi.constant, cfg_server: bi.cfg_server, cfg_app: bi.cfg_app,
   fn_ptr: bi.fn_ptr, call: bi.call, print: bi.print, closure: bi.closure, directive: bi.directive,
   v1_object: bi.v1_object, v1_service: bi.v1_service,
-  sys_status: bi.sys_status, sys_client_allowed: bi.sys_client_allowed,
+  sys_status: bi.sys_status, sys_predefined: bi.sys_predefined, sys_client_allowed: bi.sys_client_allowed,
 };
 
 /** Service methods cross to the host (a promise); everything else is an ordinary method, answered at once. */

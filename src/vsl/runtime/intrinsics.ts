@@ -583,6 +583,13 @@ export function v1_service(x: EvalCtx, kind: string, value: Value, posId: number
 
 // ---------------------------------------------------------------- stdlib primitives
 
+/** A predefined reply by name (SPEC §5.9); the table lives in code.ts only. */
+export function sys_predefined(_x: EvalCtx, name: Value): Code {
+  const c = typeof name === 'string' ? predefinedCode(name) : undefined;
+  if (!c) throw new VslError(`no predefined code ${typeof name === 'string' ? name : typeOf(name)}`);
+  return c;
+}
+
 export function sys_status(_x: EvalCtx, kind: Value, arg: Value): Value {
   return makeStatus(kind as StatusKind, arg);
 }
