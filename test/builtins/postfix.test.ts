@@ -3,6 +3,7 @@
 // the host built-ins. DNS comes from a table-driven Resolver double.
 
 import { fromRoot } from '../helpers/paths.js';
+import { fakeResolver, type Zone } from '../helpers/fake-resolver.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -40,32 +41,6 @@ const IP = '203.0.113.9';
 
 // ------------------------------------------------------------------ doubles
 
-type Answer = string[] | 'SERVFAIL';
-interface Zone {
-  a?: Record<string, Answer>;
-  aaaa?: Record<string, Answer>;
-  ptr?: Record<string, Answer>;
-  ns?: Record<string, Answer>;
-  mx?: Record<string, Answer>;
-}
-
-function fakeResolver(zone: Zone, asked: string[] = []): Resolver {
-  const answer = (type: keyof Zone, name: string): string[] => {
-    asked.push(`${type} ${name}`);
-    const a = zone[type]?.[name];
-    if (a === 'SERVFAIL') throw new DnsError('SERVFAIL', name);
-    if (!a) throw new DnsError('NXDOMAIN', name);
-    return a;
-  };
-  return {
-    a: async (n) => answer('a', n).map((address) => ({ address, ttl: 60 })),
-    aaaa: async (n) => answer('aaaa', n).map((address) => ({ address, ttl: 60 })),
-    mx: async (n) => answer('mx', n).map((exchange, i) => ({ exchange, priority: 10 * i })),
-    txt: async () => [],
-    ptr: async (ip) => answer('ptr', ip),
-    ns: async (n) => answer('ns', n),
-  };
-}
 
 function mail(text: string): MailAddress {
   if (text === '') return { local: '', domain: '', raw: '<>', isNull: true };

@@ -4,6 +4,7 @@
 // the data-file cache that reloads the file when it changes.
 
 import { fromRoot } from '../helpers/paths.js';
+import { fakeResolver, type Zone } from '../helpers/fake-resolver.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -30,33 +31,6 @@ const OUTSIDE = '203.0.113.9';
 
 // ------------------------------------------------------------------ test doubles
 
-type Answer = string[] | 'SERVFAIL';
-interface Zone {
-  a?: Record<string, Answer>;
-  aaaa?: Record<string, Answer>;
-  ptr?: Record<string, Answer>;
-  ns?: Record<string, Answer>;
-  mx?: Record<string, Answer>;
-}
-
-/** A Resolver answering from tables; anything else is NXDOMAIN. Records every question. */
-function fakeResolver(zone: Zone, asked: string[] = []): Resolver {
-  const answer = (type: keyof Zone, name: string): string[] => {
-    asked.push(`${type} ${name}`);
-    const a = zone[type]?.[name];
-    if (a === 'SERVFAIL') throw new DnsError('SERVFAIL', name);
-    if (!a) throw new DnsError('NXDOMAIN', name);
-    return a;
-  };
-  return {
-    a: async (n) => answer('a', n).map((address) => ({ address, ttl: 60 })),
-    aaaa: async (n) => answer('aaaa', n).map((address) => ({ address, ttl: 60 })),
-    mx: async (n) => answer('mx', n).map((exchange, i) => ({ exchange, priority: 10 * i })),
-    txt: async (n) => answer('a', n).map((t) => [t]),
-    ptr: async (ip) => answer('ptr', ip),
-    ns: async (n) => answer('ns', n),
-  };
-}
 
 /** A clock that records the waits instead of waiting. */
 function recordingClock(): Clock & { waits: number[] } {
