@@ -6,6 +6,8 @@
 //   dead/                messages refused by policy or failed permanently
 //   quarantine/<name>/   messages held by a quarantine status
 //   corrupt/             unreadable pairs moved aside by recovery
+//   reuse/               files of removed messages, written over by new ones
+//                        instead of being freed (recycle.ts says why)
 //   scheduler.pid        the pid of the scheduler working on this spool
 //
 // Each message is `<id>.eml` plus `<id>.json`. The directory holding the
@@ -47,6 +49,7 @@ import {
 } from './envelope.js';
 import { DirSyncBatcher, ensureDir, errCode, fsyncDir, processAlive, tmpName, tmpNamePid, writeDurable } from './durable.js';
 import { isQuarantineName, isQueueId } from './id.js';
+import { FileRecycler, writeReused } from './recycle.js';
 
 /** Where a message is. */
 export type Place = { kind: 'active' } | { kind: 'deferred' } | { kind: 'dead' } | { kind: 'quarantine'; name: string };
@@ -135,6 +138,8 @@ const TMP_MAX_AGE_MS = 24 * 3600_000;
 
 export class Spool extends EventEmitter {
   readonly dirSync = new DirSyncBatcher();
+  /** Files leaving the spool are kept in reuse/ and written over, not freed (recycle.ts says why). */
+  readonly recycler: FileRecycler;
   private readonly knownQuarantines = new Set<string>();
 
   private constructor(
@@ -143,6 +148,7 @@ export class Spool extends EventEmitter {
     readonly log: SpoolLogger,
   ) {
     super();
+    this.recycler = new FileRecycler(path.join(dir, 'reuse'));
   }
 
   /** Opens (creating as needed) the spool directory and its sub-directories. */
@@ -165,6 +171,12 @@ export class Spool extends EventEmitter {
 
   private tmpPath(label: string): string {
     return path.join(this.dir, 'tmp', tmpName(label));
+  }
+
+  /** Writes and fsyncs a new file under a fresh tmp/ name, over a recycled one when there is one. */
+  private async writeNew(file: string, data: Buffer | string): Promise<void> {
+    const buf = typeof data === 'string' ? Buffer.from(data) : data;
+    if (!(await writeReused(this.recycler, file, buf))) await writeDurable(file, buf);
   }
 
   private async ensurePlace(p: Place): Promise<void> {
@@ -219,7 +231,7 @@ export class Spool extends EventEmitter {
     const tmpEml = this.tmpPath(`${id}.eml`);
     const tmpJson = this.tmpPath(`${id}.json`);
     try {
-      await Promise.all([writeDurable(tmpEml, input.data), writeDurable(tmpJson, serializeRecord(record))]);
+      await Promise.all([this.writeNew(tmpEml, input.data), this.writeNew(tmpJson, serializeRecord(record))]);
       try {
         await fs.link(tmpEml, this.file(place, id, 'eml'));
       } catch (err) {
@@ -234,6 +246,9 @@ export class Spool extends EventEmitter {
         if (errCode(err) === 'EEXIST') throw new DuplicateIdError(id);
         throw err;
       }
+      // Drop the tmp/ names now, not after the fsync: the scheduler may take
+      // the message at once, and a file with a second name is not recycled.
+      await Promise.all([fs.rm(tmpEml, { force: true }), fs.rm(tmpJson, { force: true })]);
       try {
         await this.dirSync.sync(this.dirOf(place));
       } catch (err) {
@@ -348,9 +363,11 @@ export class Spool extends EventEmitter {
    */
   async writeRecord(p: Place, record: EnvelopeRecord): Promise<void> {
     const tmp = this.tmpPath(`${record.id}.json`);
-    await writeDurable(tmp, serializeRecord(record));
+    await this.writeNew(tmp, serializeRecord(record));
+    const target = this.file(p, record.id, 'json');
+    await this.recycler.keepReplaced(target);
     try {
-      await fs.rename(tmp, this.file(p, record.id, 'json'));
+      await fs.rename(tmp, target);
     } catch (err) {
       await fs.rm(tmp, { force: true });
       throw err;
@@ -420,11 +437,12 @@ export class Spool extends EventEmitter {
       throw err;
     }
     await this.dirSync.sync(this.dirOf(from));
-    // No second directory fsync: if these unlinks are lost in a crash, the
-    // .eml is a stray without its .json and the parked record a stale tmp
-    // file, both collected by recovery. Only the rename above had to be durable.
-    await fs.rm(this.file(from, id, 'eml'), { force: true });
-    await fs.rm(parked, { force: true });
+    // No second directory fsync: if these renames into reuse/ are lost in a
+    // crash, the .eml is a stray without its .json and the parked record a
+    // stale tmp file, both collected by recovery. Only the rename above had
+    // to be durable.
+    await this.recycler.give(this.file(from, id, 'eml'));
+    await this.recycler.give(parked);
     return true;
   }
 
