@@ -26,7 +26,7 @@
 import { promises as fs, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { ensureDir, errCode } from './durable.js';
+import { ensureDir, errCode, removeFile } from './durable.js';
 
 /** Files larger than this are unlinked, not kept. */
 const REUSE_MAX_BYTES = 64 * 1024;
@@ -70,7 +70,7 @@ export class FileRecycler {
       throw err;
     }
     if (st.nlink !== 1 || st.size > REUSE_MAX_BYTES || !st.isFile() || !(await this.hasRoom())) {
-      await fs.rm(file, { force: true });
+      await removeFile(file);
       this.stats.unlinked++;
       return;
     }
@@ -135,7 +135,7 @@ export class FileRecycler {
       }
       // Linked elsewhere meanwhile: not ours to overwrite. Drop our name for it.
       await fh.close();
-      await fs.rm(dest, { force: true });
+      await removeFile(dest);
       this.stats.refused++;
     }
   }
@@ -201,7 +201,7 @@ export async function writeReused(recycler: FileRecycler, file: string, data: Bu
     written = true;
   } finally {
     await fh.close();
-    if (!written) await fs.rm(file, { force: true });
+    if (!written) await removeFile(file);
   }
   return true;
 }

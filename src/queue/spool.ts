@@ -47,7 +47,7 @@ import {
   type SessionSnapshot,
   snapshotSession,
 } from './envelope.js';
-import { DirSyncBatcher, ensureDir, errCode, fsyncDir, processAlive, tmpName, tmpNamePid, writeDurable } from './durable.js';
+import { DirSyncBatcher, ensureDir, errCode, fsyncDir, processAlive, removeFile, tmpName, tmpNamePid, writeDurable } from './durable.js';
 import { isQuarantineName, isQueueId } from './id.js';
 import { FileRecycler, writeReused } from './recycle.js';
 
@@ -230,6 +230,7 @@ export class Spool extends EventEmitter {
     await this.ensurePlace(place);
     const tmpEml = this.tmpPath(`${id}.eml`);
     const tmpJson = this.tmpPath(`${id}.json`);
+    let tmpNamesLeft = true;
     try {
       await Promise.all([this.writeNew(tmpEml, input.data), this.writeNew(tmpJson, serializeRecord(record))]);
       try {
@@ -242,24 +243,25 @@ export class Spool extends EventEmitter {
         await fs.link(tmpJson, this.file(place, id, 'json'));
       } catch (err) {
         // Not committed: take our .eml back out so no stray is left.
-        await fs.rm(this.file(place, id, 'eml'), { force: true });
+        await removeFile(this.file(place, id, 'eml'));
         if (errCode(err) === 'EEXIST') throw new DuplicateIdError(id);
         throw err;
       }
       // Drop the tmp/ names now, not after the fsync: the scheduler may take
       // the message at once, and a file with a second name is not recycled.
-      await Promise.all([fs.rm(tmpEml, { force: true }), fs.rm(tmpJson, { force: true })]);
+      tmpNamesLeft = false;
+      await Promise.all([removeFile(tmpEml), removeFile(tmpJson)]);
       try {
         await this.dirSync.sync(this.dirOf(place));
       } catch (err) {
         // Not known to be durable, so not queued: the client will be told
         // to retry, and must not also get this copy.
-        await fs.rm(this.file(place, id, 'json'), { force: true });
-        await fs.rm(this.file(place, id, 'eml'), { force: true });
+        await removeFile(this.file(place, id, 'json'));
+        await removeFile(this.file(place, id, 'eml'));
         throw err;
       }
     } finally {
-      await Promise.all([fs.rm(tmpEml, { force: true }), fs.rm(tmpJson, { force: true })]);
+      if (tmpNamesLeft) await Promise.all([removeFile(tmpEml), removeFile(tmpJson)]);
     }
     this.emit('enqueued', id, place);
     return record;
@@ -369,7 +371,7 @@ export class Spool extends EventEmitter {
     try {
       await fs.rename(tmp, target);
     } catch (err) {
-      await fs.rm(tmp, { force: true });
+      await removeFile(tmp);
       throw err;
     }
     await this.dirSync.sync(this.dirOf(p));
@@ -382,7 +384,7 @@ export class Spool extends EventEmitter {
     try {
       await fs.rename(tmp, this.file(p, id, 'eml'));
     } catch (err) {
-      await fs.rm(tmp, { force: true });
+      await removeFile(tmp);
       throw err;
     }
     await this.dirSync.sync(this.dirOf(p));
@@ -410,7 +412,7 @@ export class Spool extends EventEmitter {
     try {
       await fs.rename(linkTmp, dstEml);
     } catch (err) {
-      await fs.rm(linkTmp, { force: true });
+      await removeFile(linkTmp);
       throw err;
     }
     try {
@@ -421,7 +423,7 @@ export class Spool extends EventEmitter {
       throw err;
     }
     await this.dirSync.sync(this.dirOf(to));
-    await fs.rm(srcEml, { force: true });
+    await removeFile(srcEml);
     await this.dirSync.sync(this.dirOf(from));
     this.emit('moved', id, from, to);
     return true;
@@ -511,13 +513,13 @@ export class Spool extends EventEmitter {
       const pid = await this.schedulerPid();
       if (pid === process.pid) return;
       if (pid !== null) throw new Error(`another scheduler (pid ${pid}) is running on ${this.dir}`);
-      await fs.rm(this.lockFile, { force: true });
+      await removeFile(this.lockFile);
     }
     throw new Error(`could not take the scheduler lock ${this.lockFile}`);
   }
 
   async unlockScheduler(): Promise<void> {
-    if ((await this.schedulerPid()) === process.pid) await fs.rm(this.lockFile, { force: true });
+    if ((await this.schedulerPid()) === process.pid) await removeFile(this.lockFile);
   }
 
   // ---- recovery ----
@@ -607,7 +609,7 @@ export class Spool extends EventEmitter {
       else stale = !processAlive(pid);
       if (Date.now() - st.mtimeMs > TMP_MAX_AGE_MS) stale = true;
       if (!stale) continue;
-      await fs.rm(file, { force: true });
+      await removeFile(file);
       removed++;
     }
     return removed;
@@ -647,7 +649,7 @@ export class Spool extends EventEmitter {
         if (graceMs > 0 && now - st.ctimeMs < graceMs) continue;
         const home = await this.locate(id);
         if (home) {
-          await fs.rm(file, { force: true });
+          await removeFile(file);
           await this.dirSync.sync(this.dirOf(p));
         } else {
           await this.moveAside(p, id, 'message file without a record (interrupted enqueue or removal)');
