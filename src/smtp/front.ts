@@ -93,6 +93,12 @@ export function parseListenAddress(spec: string): { host: string; port: number }
 // session goes on, longer ones end it.
 const PARSER_LINE_CAP = 64 * 1024;
 
+// Connections the kernel may hold for accept(). Node's default, 511, is
+// overrun by a burst of several hundred clients connecting at once; a SYN
+// dropped then costs the client a 1 s retransmission. The kernel caps this
+// at net.core.somaxconn.
+const LISTEN_BACKLOG = 4096;
+
 export function createSmtpFront(opts: SmtpFrontOptions): SmtpFront {
   let settings: Settings = settingsFromConfig(opts.config);
   let config = opts.config;
@@ -148,7 +154,7 @@ export function createSmtpFront(opts: SmtpFrontOptions): SmtpFront {
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => reject(new Error(`cannot listen on ${spec}: ${err.message}`));
       server.server.once('error', onError);
-      server.server.listen(port, host, () => {
+      server.server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
         server.server.removeListener('error', onError);
         resolve();
       });

@@ -2,6 +2,8 @@
 // graceful stop (SPEC §4.3, §4.5, §9.2, §11.1).
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { describe, mock, test } from 'node:test';
 import { next } from '../helpers/fake-runner.js';
@@ -37,6 +39,20 @@ describe('connection limits', () => {
       assert.equal((await b.readReply()).last, '421 4.7.0 mx.test.example Too many connections, try again later');
       a.destroy();
       b.destroy();
+    });
+  });
+});
+
+describe('listen backlog', () => {
+  // ss (iproute2, installed by .ci/run) shows a listening socket's accept
+  // backlog in its Send-Q column.
+  test('the SMTP listener asks the kernel for a 4096-connection accept backlog, so a burst of clients is not dropped at SYN', async () => {
+    await withFront({}, async (h) => {
+      const line = execFileSync('ss', ['-ltnH', `sport = :${h.port}`], { encoding: 'utf8' }).trim();
+      const sendQ = Number(line.split(/\s+/)[2]);
+      const somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'));
+      assert.equal(sendQ, Math.min(4096, somaxconn), line);
+      assert.ok(sendQ > 511, `above Node's default of 511 (somaxconn ${somaxconn})`);
     });
   });
 });
