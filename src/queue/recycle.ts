@@ -74,17 +74,7 @@ export class FileRecycler {
       this.stats.unlinked++;
       return;
     }
-    await (this.dirReady ??= ensureDir(this.dir));
-    const name = `${process.pid}.${(++this.seq).toString(36)}`;
-    try {
-      await fs.rename(file, path.join(this.dir, name));
-    } catch (err) {
-      if (errCode(err) === 'ENOENT') return;
-      throw err;
-    }
-    this.candidates.push(name);
-    this.poolSize++;
-    this.stats.given++;
+    await this.addToPool(file, fs.rename, 'next');
   }
 
   /**
@@ -94,15 +84,22 @@ export class FileRecycler {
    */
   async keepReplaced(file: string): Promise<void> {
     if (!(await this.hasRoom())) return;
+    // Taken last: by then the caller's rename is long done.
+    await this.addToPool(file, fs.link, 'last');
+  }
+
+  /** Gives `file` a new name in reuse/ by `place` (rename or link); nothing when it is gone. */
+  private async addToPool(file: string, place: (from: string, to: string) => Promise<void>, order: 'next' | 'last'): Promise<void> {
     await (this.dirReady ??= ensureDir(this.dir));
     const name = `${process.pid}.${(++this.seq).toString(36)}`;
     try {
-      await fs.link(file, path.join(this.dir, name));
+      await place(file, path.join(this.dir, name));
     } catch (err) {
       if (errCode(err) === 'ENOENT') return;
       throw err;
     }
-    this.candidates.unshift(name); // taken last: by then the rename is long done
+    if (order === 'next') this.candidates.push(name);
+    else this.candidates.unshift(name);
     this.poolSize++;
     this.stats.given++;
   }

@@ -66,6 +66,22 @@ export function testMessage(from: string, id: string): Buffer {
   return Buffer.from(`From: <${from}>\r\nSubject: test ${id}\r\nMessage-ID: <${id}@example.net>\r\n\r\nbody\r\n`);
 }
 
+/** Enqueues one message (testMessage() unless e.data says otherwise); resolves to its queue id. */
+export async function enqueueTestMessage(spool: Spool, from: string, to: string[], e: EnqueueOptions = {}): Promise<string> {
+  const id = newQueueId();
+  const data = e.data === undefined ? testMessage(from, id) : typeof e.data === 'function' ? e.data(id) : e.data;
+  await spool.enqueue({
+    id,
+    mailFrom: addr(from),
+    rcpts: to.map((t) => ({ address: addr(t), transport: e.transport ?? { kind: 'default' } })),
+    data,
+    session: session(),
+    txnRemembered: e.txnRemembered ?? null,
+    ...(e.quarantine !== undefined ? { quarantine: e.quarantine } : {}),
+  });
+  return id;
+}
+
 export interface DeliveryFixtureOptions<C extends Clock> {
   /** Prefix of the temporary spool directory's name. */
   prefix: string;
@@ -132,20 +148,7 @@ export async function openDeliveryFixture<C extends Clock = ManualClock>(opts: D
     spool,
     sched,
     clock,
-    async enqueue(from, to, e = {}) {
-      const id = newQueueId();
-      const data = e.data === undefined ? testMessage(from, id) : typeof e.data === 'function' ? e.data(id) : e.data;
-      await spool.enqueue({
-        id,
-        mailFrom: addr(from),
-        rcpts: to.map((t) => ({ address: addr(t), transport: e.transport ?? { kind: 'default' } })),
-        data,
-        session: session(),
-        txnRemembered: e.txnRemembered ?? null,
-        ...(e.quarantine !== undefined ? { quarantine: e.quarantine } : {}),
-      });
-      return id;
-    },
+    enqueue: (from, to, e = {}) => enqueueTestMessage(spool, from, to, e),
     async close(keep = false) {
       await sched.stop();
       if (!keep) await fs.rm(dir, { recursive: true, force: true });

@@ -3,10 +3,9 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
-import { newQueueId } from '../../src/queue/id.js';
 import { FileRecycler, writeReused } from '../../src/queue/recycle.js';
 import { ACTIVE, Spool } from '../../src/queue/spool.js';
-import { addr, session } from '../helpers/delivery-fixtures.js';
+import { enqueueTestMessage } from '../helpers/delivery-fixtures.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -17,15 +16,9 @@ afterEach(async () => {
 });
 
 async function enqueue(spool: Spool, body: string) {
-  const id = newQueueId();
-  const data = Buffer.from(`From: <a@example.net>\r\nSubject: ${id}\r\n\r\n${body}\r\n`);
-  await spool.enqueue({
-    id,
-    mailFrom: addr('a@example.net'),
-    rcpts: [{ address: addr('b@example.org'), transport: { kind: 'default' } }],
-    data,
-    session: session(),
-    txnRemembered: null,
+  let data = Buffer.alloc(0);
+  const id = await enqueueTestMessage(spool, 'a@example.net', ['b@example.org'], {
+    data: (queueId) => (data = Buffer.from(`From: <a@example.net>\r\nSubject: ${queueId}\r\n\r\n${body}\r\n`)),
   });
   return { id, data };
 }
