@@ -149,9 +149,9 @@ describe('what rules and the spool see: the canonical form', () => {
       c.destroy();
       const [m, ...rest] = await s.spooled();
       assert.equal(rest.length, 0);
-      assert.deepEqual(m!.envelope.mail_from, { local: 'Alice', domain: 'example.net', raw: '<@relay.example:Alice@Example.NET>', isNull: false });
+      assert.deepEqual(m!.record.mail_from, { local: 'Alice', domain: 'example.net', raw: '<@relay.example:Alice@Example.NET>', isNull: false });
       assert.deepEqual(
-        m!.envelope.recipients.map((r) => r.address),
+        m!.record.recipients.map((r) => r.address),
         [
           { local: 'jdoe', domain: 'doe-family.com', raw: '<@relay.example:jdoe@DOE-FAMILY.COM>', isNull: false },
           { local: 'postmaster', domain: 'doe-family.com', raw: '<PostMaster>', isNull: false },

@@ -1,7 +1,7 @@
-// The whole server for the hardening tests: src/server.ts startServer with
-// the real policy engine, the real spool (delivery off, so accepted mail
-// stays in active/) on 127.0.0.1 port 0, or the CLI spawned as a separate
-// process. Also reads the spool back, file by file.
+// The whole server for the hardening tests: the end-to-end helper's
+// in-process server (real policy engine, real spool, delivery off, so
+// accepted mail stays in active/) on 127.0.0.1 port 0, or the CLI spawned as
+// a separate process.
 //
 //   const s = await startFullServer({ policy: DOE_FAMILY, set: ['server.smtp.timeout="1s"'] });
 //   const c = await s.client();            // connected, greeting read
@@ -11,14 +11,11 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pino from 'pino';
-import type { EnvelopeRecord } from '../../src/queue/envelope.js';
-import { startServer, type RunningServer } from '../../src/server.js';
-import { SmtpClient, type ConnectOptions } from '../helpers/smtp-client.js';
+import { startTestServer, type SpooledMessage, type TestServer } from '../helpers/server.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const FROM_SOURCES = import.meta.url.endsWith('.ts');
@@ -55,104 +52,29 @@ ${stageMap}
 `;
 }
 
-export interface SpooledMessage {
-  id: string;
-  envelope: EnvelopeRecord;
-  eml: Buffer;
-}
-
-export interface FullServer {
-  server: RunningServer;
-  port: number;
-  queueDir: string;
-  /** Connects and reads the greeting. */
-  client(opts?: ConnectOptions): Promise<SmtpClient>;
-  /** Connects without reading anything. */
-  connect(opts?: ConnectOptions): Promise<SmtpClient>;
-  /** Every message in active/ (delivery is off), oldest id first. */
-  spooled(): Promise<SpooledMessage[]>;
-  stop(): Promise<void>;
-}
+/** The in-process server of the end-to-end tests (test/helpers/server.ts), started the hardening way. */
+export type FullServer = TestServer;
+export type { SpooledMessage };
 
 export interface FullServerOptions {
-  /** A main.vsl path, or the text of one (written to a temp dir). */
+  /** A main.vsl path (its directory is copied), or the text of one. */
   policy: string;
   /** --set assignments, after on_config. */
   set?: string[];
-  /** Other files next to a policy given as text. */
+  /** Other files next to the policy. */
   files?: Record<string, string>;
 }
 
-async function policyPath(opts: FullServerOptions, scratch: string): Promise<string> {
-  if (!opts.policy.includes('\n') && opts.policy.endsWith('.vsl')) return opts.policy;
-  const main = path.join(scratch, 'policy', 'main.vsl');
-  fs.mkdirSync(path.dirname(main), { recursive: true });
-  await writeFile(main, opts.policy);
-  for (const [name, text] of Object.entries(opts.files ?? {})) await writeFile(path.join(scratch, 'policy', name), text);
-  return main;
-}
-
-/** Reads active/ of a spool directory: each `<id>.json` with its `<id>.eml`. */
-export async function readSpool(queueDir: string): Promise<SpooledMessage[]> {
-  const dir = path.join(queueDir, 'active');
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch {
-    return [];
-  }
-  const out: SpooledMessage[] = [];
-  for (const n of names.filter((x) => x.endsWith('.json')).sort()) {
-    const id = n.slice(0, -'.json'.length);
-    out.push({
-      id,
-      envelope: JSON.parse(await readFile(path.join(dir, n), 'utf8')) as EnvelopeRecord,
-      eml: await readFile(path.join(dir, `${id}.eml`)),
-    });
-  }
-  return out;
-}
-
-export async function startFullServer(opts: FullServerOptions): Promise<FullServer> {
-  const scratch = await mkdtemp(path.join(os.tmpdir(), 'vsl-mta-hardening-'));
-  const queueDir = path.join(scratch, 'queue');
-  const mainPath = await policyPath(opts, scratch);
-  let server: RunningServer;
-  try {
-    server = await startServer({
-      mainPath,
-      overrides: {
-        listen: ['127.0.0.1:0'],
-        queueDir,
-        // Errors still reach the test output; the routine lines do not.
-        set: ['logs.level="error"', `vsl.data_dir=${JSON.stringify(path.join(scratch, 'data'))}`, ...(opts.set ?? [])],
-      },
-      log: pino({ level: 'error' }),
-      deliver: false,
-      watch: false,
-    });
-  } catch (e) {
-    await rm(scratch, { recursive: true, force: true });
-    throw e;
-  }
-  const port = server.listeners[0]!.port;
-  const connect = (o: ConnectOptions = {}): Promise<SmtpClient> => SmtpClient.connect(port, o);
-  return {
-    server,
-    port,
-    queueDir,
-    connect,
-    async client(o = {}) {
-      const c = await connect(o);
-      await c.greeting();
-      return c;
-    },
-    spooled: () => readSpool(queueDir),
-    async stop() {
-      await server.stop(200);
-      await rm(scratch, { recursive: true, force: true });
-    },
-  };
+/** The whole server on 127.0.0.1 port 0, delivery off, logging only errors. */
+export function startFullServer(opts: FullServerOptions): Promise<FullServer> {
+  const isPath = !opts.policy.includes('\n') && opts.policy.endsWith('.vsl');
+  return startTestServer({
+    ...(isPath
+      ? { copyFrom: path.dirname(opts.policy), main: path.basename(opts.policy), files: opts.files ?? {} }
+      : { files: { 'main.vsl': opts.policy, ...opts.files } }),
+    set: ['logs.level="error"', ...(opts.set ?? [])],
+    logLevel: 'error',
+  });
 }
 
 export interface SpawnedServer {

@@ -53,7 +53,7 @@ describe('limits set by configuration, on the whole server', () => {
       assert.match((await c.data('Subject: three\r\n\r\nbody\r\n')).last, /^250 /);
       c.destroy();
       const [m] = await s.spooled();
-      assert.deepEqual(m!.envelope.recipients.map((r) => r.address.local), ['jdoe', 'jane']);
+      assert.deepEqual(m!.record.recipients.map((r) => r.address.local), ['jdoe', 'jane']);
     } finally {
       await s.stop();
     }

@@ -185,12 +185,11 @@ describe('mta relay-test HOST:PORT against the real server', () => {
 
 describe('mta relay-test --config (in-process)', () => {
   /** Socket and in-process results, probe by probe: step, reply and verdict. */
-  async function bothWays(policy: string, isPath: boolean): Promise<{ socket: JsonReport; inProcess: JsonReport; codes: [number, number] }> {
+  async function bothWays(policy: string): Promise<{ socket: JsonReport; inProcess: JsonReport; codes: [number, number] }> {
     const s = await startFullServer({ policy });
     try {
       const a = await relayTestJson([`127.0.0.1:${s.port}`, '--local-domain', 'doe-family.com']);
-      const mainPath = isPath ? policy : `${s.queueDir}/../policy/main.vsl`;
-      const b = await relayTestJson(['--config', mainPath, '--offline']);
+      const b = await relayTestJson(['--config', s.mainPath, '--offline']);
       return { socket: a.report, inProcess: b.report, codes: [a.code, b.code] };
     } finally {
       await s.stop();
@@ -200,7 +199,7 @@ describe('mta relay-test --config (in-process)', () => {
   const row = (p: JsonProbe): string => `${p.id} ${p.step} ${p.verdict} ${p.reply}`;
 
   test('doe-family: every probe refused from 203.0.113.9, with the replies the server gives over a socket', async () => {
-    const { socket, inProcess, codes } = await bothWays(DOE_FAMILY(), true);
+    const { socket, inProcess, codes } = await bothWays(DOE_FAMILY());
     assert.deepEqual(codes, [0, 0]);
     assert.match(inProcess.target, /client 203\.0\.113\.9$/);
     assert.deepEqual(inProcess.probes.map(row), socket.probes.map(row));
@@ -208,7 +207,7 @@ describe('mta relay-test --config (in-process)', () => {
   });
 
   test('the open policy: the same holes in-process as over the socket, exit 1', async () => {
-    const { socket, inProcess, codes } = await bothWays(OPEN_POLICY, false);
+    const { socket, inProcess, codes } = await bothWays(OPEN_POLICY);
     assert.deepEqual(codes, [1, 1]);
     assert.deepEqual(inProcess.probes.map(row), socket.probes.map(row));
   });

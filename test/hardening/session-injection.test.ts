@@ -54,8 +54,8 @@ describe('STARTTLS against the whole server (doe-family policy, a test certifica
     assert.equal(c.pending, 0, 'no reply to anything injected is left over');
     c.destroy();
     const spooled = await s.spooled();
-    assert.deepEqual(spooled.map((m) => `${m.envelope.mail_from.local}@${m.envelope.mail_from.domain}`), ['alice@example.net']);
-    assert.equal(spooled[0]!.envelope.session.tls?.protocol !== undefined, true, 'the message was received under TLS');
+    assert.deepEqual(spooled.map((m) => `${m.record.mail_from.local}@${m.record.mail_from.domain}`), ['alice@example.net']);
+    assert.equal(spooled[0]!.record.session.tls?.protocol !== undefined, true, 'the message was received under TLS');
   });
 
   test('the handshake resets HELO and AUTH: MAIL gets 503 until a new EHLO, and AUTH is asked for again', async () => {

@@ -170,9 +170,10 @@ export function captureLog(level: string): { log: ReturnType<typeof createLogger
 export async function startTestServer(opts: TestServerOptions): Promise<TestServer> {
   const policyDir = tempDir('vsl-e2e-policy-');
   const queueDir = tempDir('vsl-e2e-queue-');
+  // State files (greylist, rate limits) go here, never to the default /var/lib/mta.
+  const dataDir = tempDir('vsl-e2e-data-');
   const cleanup = (): void => {
-    fs.rmSync(policyDir, { recursive: true, force: true });
-    fs.rmSync(queueDir, { recursive: true, force: true });
+    for (const d of [policyDir, queueDir, dataDir]) fs.rmSync(d, { recursive: true, force: true });
   };
   if (opts.copyFrom) copyDir(opts.copyFrom, policyDir);
   if (opts.files) writeFiles(policyDir, opts.files);
@@ -183,7 +184,7 @@ export async function startTestServer(opts: TestServerOptions): Promise<TestServ
   try {
     server = await startServer({
       mainPath,
-      overrides: { listen: ['127.0.0.1:0'], queueDir, set: opts.set ?? [], logLevel: level },
+      overrides: { listen: ['127.0.0.1:0'], queueDir, set: [`vsl.data_dir=${JSON.stringify(dataDir)}`, ...(opts.set ?? [])], logLevel: level },
       log,
       deliver: opts.deliver ?? false,
       watch: false,
