@@ -10,11 +10,9 @@ import { createResolver } from '../../src/builtins/dns/resolver.js';
 import { canonBody, dkimBuiltins } from '../../src/builtins/dkim.js';
 import { aligned, dmarcBuiltins, parseDmarcRecord } from '../../src/builtins/dmarc.js';
 import { organizationalDomain, pslBuiltins } from '../../src/builtins/psl.js';
-import { Status } from '../../src/vsl/runtime/status.js';
-import { replyLines } from '../../src/vsl/runtime/code.js';
 import { VslError, type Value } from '../../src/vsl/runtime/value.js';
 import { startDnsServer, type DnsTestServer, type Records } from '../helpers/dns-server.js';
-import { makeHostCall, type HostCallInit, type TestHostCall } from '../helpers/host-call.js';
+import { findBuiltin, makeHostCall, type HostCallInit, type TestHostCall, statusReply } from '../helpers/host-call.js';
 
 const RECEIVER = 'mx.example.test';
 const CLIENT = '192.0.2.10';
@@ -119,11 +117,7 @@ function call(stage: 'preq' | 'postq', msg: string, init: HostCallInit = {}): Te
   });
 }
 
-function builtin(name: string) {
-  const b = [...dkimBuiltins, ...dmarcBuiltins, ...pslBuiltins].find((x) => x.name === name);
-  assert.ok(b, `${name} is registered`);
-  return b;
-}
+const builtin = (name: string) => findBuiltin([...dkimBuiltins, ...dmarcBuiltins, ...pslBuiltins], name);
 
 /** Folds a field at whitespace within 78 columns, as the server does for headers it adds. */
 function fold(name: string, value: string): string {
@@ -163,12 +157,7 @@ async function verify(msg: string, init: HostCallInit = {}): Promise<{ result: R
   return { result: Object.fromEntries(m), call: c };
 }
 
-function reply(v: Value): string {
-  assert.ok(v instanceof Status, 'a status');
-  if (v.kind === 'quarantine') return `quarantine ${v.quarantine}`;
-  const c = v.effectiveCode();
-  return `${v.kind}${c ? ` ${replyLines(c).join('\n')}` : ''}`;
-}
+const reply = statusReply;
 
 describe('DKIM signing and verification', () => {
   test('rsa-sha256: dkim::sign then dkim::verify passes and writes Authentication-Results', async () => {

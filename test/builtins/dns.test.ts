@@ -6,7 +6,7 @@ import { normaliseIp, reverseName } from '../../src/builtins/dns/names.js';
 import { dnsBuiltins } from '../../src/builtins/dns/lookup.js';
 import { VslError } from '../../src/vsl/runtime/value.js';
 import { startDnsServer, unusedUdpPort, type DnsTestServer } from '../helpers/dns-server.js';
-import { makeHostCall } from '../helpers/host-call.js';
+import { findBuiltin, makeHostCall } from '../helpers/host-call.js';
 
 const ZONE = {
   'host.test': {
@@ -233,11 +233,7 @@ describe('fcrdns', () => {
   });
 });
 
-function builtin(name: string) {
-  const b = dnsBuiltins.find((x) => x.name === name);
-  assert.ok(b, `${name} is registered`);
-  return b;
-}
+const builtin = (name: string) => findBuiltin(dnsBuiltins, name);
 
 async function vslErrorOf(p: Value | Promise<Value>): Promise<string> {
   try {

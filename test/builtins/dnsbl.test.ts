@@ -11,11 +11,9 @@ import {
   parseZone,
   rhsblLookup,
 } from '../../src/builtins/dnsbl.js';
-import { Status } from '../../src/vsl/runtime/status.js';
-import { replyLines } from '../../src/vsl/runtime/code.js';
-import { VslError, type Value } from '../../src/vsl/runtime/value.js';
+import { VslError } from '../../src/vsl/runtime/value.js';
 import { startDnsServer, type DnsTestServer, type Records } from '../helpers/dns-server.js';
-import { makeHostCall, type HostCallInit } from '../helpers/host-call.js';
+import { findBuiltin, makeHostCall, type HostCallInit, statusReply } from '../helpers/host-call.js';
 
 const V6_CLIENT = '2001:db8::1';
 const V6_NIBBLES = '1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2';
@@ -63,17 +61,9 @@ function call(init: HostCallInit = {}) {
   });
 }
 
-function builtin(name: string) {
-  const b = dnsblBuiltins.find((x) => x.name === name);
-  assert.ok(b, `${name} is registered`);
-  return b;
-}
+const builtin = (name: string) => findBuiltin(dnsblBuiltins, name);
 
-function reply(v: Value): string {
-  assert.ok(v instanceof Status, 'a status');
-  const c = v.effectiveCode();
-  return `${v.kind}${c ? ` ${replyLines(c).join('\n')}` : ''}`;
-}
+const reply = statusReply;
 
 const opts = () => ({ timeoutMs: 300, cache: new DnsblCache() });
 const resolver = () => createResolver({ servers: [dns.address], timeoutMs: 5000 });

@@ -3,11 +3,9 @@ import assert from 'node:assert/strict';
 import type { Resolver } from '../../src/builtins/host.js';
 import { createResolver } from '../../src/builtins/dns/resolver.js';
 import { evaluateSpf, spfBuiltins } from '../../src/builtins/spf.js';
-import { Status } from '../../src/vsl/runtime/status.js';
-import { replyLines } from '../../src/vsl/runtime/code.js';
 import { VslError, type Value } from '../../src/vsl/runtime/value.js';
 import { startDnsServer, unusedUdpPort, type DnsTestServer, type Records } from '../helpers/dns-server.js';
-import { makeHostCall, mailAddress, type HostCallInit } from '../helpers/host-call.js';
+import { findBuiltin, makeHostCall, mailAddress, type HostCallInit, statusReply } from '../helpers/host-call.js';
 
 const CLIENT = '192.0.2.10';
 const HELO = 'client.example.test';
@@ -62,17 +60,9 @@ function call(mailFrom: string, init: HostCallInit = {}) {
   });
 }
 
-function builtin(name: string) {
-  const b = spfBuiltins.find((x) => x.name === name);
-  assert.ok(b, `${name} is registered`);
-  return b;
-}
+const builtin = (name: string) => findBuiltin(spfBuiltins, name);
 
-function reply(v: Value): string {
-  assert.ok(v instanceof Status, 'a status');
-  const c = v.effectiveCode();
-  return `${v.kind}${c ? ` ${replyLines(c).join('\n')}` : ''}`;
-}
+const reply = statusReply;
 
 const DENY_FAILED = 'deny 550 5.7.23 SPF validation failed';
 const DENY_ERROR = 'deny 550 5.7.24 SPF validation error';

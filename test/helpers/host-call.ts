@@ -16,12 +16,14 @@
 // Nothing touches the network unless a resolver is given: the default
 // resolver answers NXDOMAIN for everything (like `mta explain --offline`).
 
+import assert from 'node:assert/strict';
 import pino from 'pino';
 import { defaultConfig, type Config } from '../../src/config/schema.js';
 import {
   DnsError,
   systemClock,
   type Clock,
+  type HostBuiltin,
   type HostCall,
   type HostEnv,
   type MessageView,
@@ -30,8 +32,26 @@ import {
 } from '../../src/builtins/host.js';
 import { MemoryStateStore } from '../../src/builtins/state/memory.js';
 import type { Header, MailAddress, Session, Stage, StageEffect, Transaction } from '../../src/policy/types.js';
+import { replyLines } from '../../src/vsl/runtime/code.js';
+import { Status } from '../../src/vsl/runtime/status.js';
+import type { Value } from '../../src/vsl/runtime/value.js';
 
 export const TEST_HOSTNAME = 'mx.example.test';
+
+/** The built-in called `name` in `list`; fails the test when it is not registered. */
+export function findBuiltin(list: readonly HostBuiltin[], name: string): HostBuiltin {
+  const b = list.find((x) => x.name === name);
+  assert.ok(b, `${name} is registered`);
+  return b;
+}
+
+/** A status as the client would see it: `kind code text` (a quarantine as `quarantine NAME`). */
+export function statusReply(v: Value): string {
+  assert.ok(v instanceof Status, 'a status');
+  if (v.kind === 'quarantine') return `quarantine ${v.quarantine}`;
+  const c = v.effectiveCode();
+  return `${v.kind}${c ? ` ${replyLines(c).join('\n')}` : ''}`;
+}
 
 export interface LogRecord {
   level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
