@@ -32,6 +32,18 @@ async function setup(tune: (c: Config) => void) {
   };
 }
 
+/** The scheduler's next scan picks the message up, the sink gets it once, and it leaves the spool. */
+async function assertDeliveredAtNextScan(
+  q: Awaited<ReturnType<typeof setup>>,
+  sink: { messages: unknown[] },
+  id: string,
+): Promise<void> {
+  await q.sched.scan();
+  await q.sched.runDue();
+  assert.equal(sink.messages.length, 1);
+  assert.equal(await q.spool.locate(id), null);
+}
+
 // ---- tests ----
 
 test('quarantine: the message sits in quarantine/virus, "quarantine list" shows it, "release" makes it deliverable and it is delivered', async () => {
@@ -56,10 +68,7 @@ test('quarantine: the message sits in quarantine/virus, "quarantine list" shows 
     assert.match(released.stdout, /released from quarantine:virus/);
     assert.deepEqual(await q.spool.locate(id), ACTIVE);
     // The running server would notice at its next scan.
-    await q.sched.scan();
-    await q.sched.runDue();
-    assert.equal(sink.messages.length, 1);
-    assert.equal(await q.spool.locate(id), null);
+    await assertDeliveredAtNextScan(q, sink, id);
   } finally {
     await q.close();
     await sink.close();
@@ -156,10 +165,7 @@ test('retry re-injects a message from dead/: failed recipients are tried again',
     const r = await q.cli(['retry', id]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /re-injected from dead/);
-    await q.sched.scan();
-    await q.sched.runDue();
-    assert.equal(sink.messages.length, 1);
-    assert.equal(await q.spool.locate(id), null);
+    await assertDeliveredAtNextScan(q, sink, id);
   } finally {
     await q.close();
     await sink.close();
