@@ -1078,61 +1078,59 @@ class Parser {
 
   /** v1 `object NAME TYPE[:ELEMENT] = EXPR` (SPEC §6.2). */
   private parseObjectDecl(): ObjectDecl {
-    const kw = this.advance();
-    const nameTok = this.advance();
-    this.checkReserved(nameTok);
-    const t = this.peek();
-    if (t.kind !== 'Ident') {
-      if (isPunct(t, '=')) {
-        this.failAt(t, t.pos, 'missing type in object declaration',
-          `write object ${nameTok.text} TYPE = value, e.g. object ${nameTok.text} rg4 = "192.168.0.0/16"`);
-      }
-      this.failExpected(`the type of object ${nameTok.text}`);
-    }
-    this.advance();
+    const { kw, nameTok, t, sub } = this.parseDeclHead('object', {
+      what: 'type', placeholder: 'TYPE', value: 'value', example: 'rg4 = "192.168.0.0/16"', afterColon: 'the element type',
+    });
     const node: ObjectDecl = {
       kind: 'Object', pos: kw.pos, name: nameTok.text, namePos: nameTok.pos, type: t.text, typePos: t.pos,
-      value: { kind: 'Unit', pos: t.pos },
+      value: this.parseExpr(),
     };
-    if (this.atPunct(':')) {
-      this.advance();
-      const el = this.peek();
-      if (el.kind !== 'Ident') this.failExpected(`the element type after '${t.text}:'`);
-      this.advance();
-      node.element = el.text;
-    }
-    this.expectPunct('=', `write object ${nameTok.text} ${t.text}${node.element ? ':' + node.element : ''} = value`);
-    node.value = this.parseExpr();
+    if (sub !== undefined) node.element = sub;
     return node;
   }
 
   /** v1 `service NAME KIND = EXPR` (SPEC §7.12); KIND is `ident(:ident)?`. */
   private parseServiceDecl(): ServiceDecl {
+    const { kw, nameTok, t, sub } = this.parseDeclHead('service', {
+      what: 'kind', placeholder: 'KIND', value: '#{ … }', example: 'db:csv = #{ connector: "file.csv" }', afterColon: 'a name',
+    });
+    const serviceKind = sub === undefined ? t.text : `${t.text}:${sub}`;
+    return {
+      kind: 'Service', pos: kw.pos, name: nameTok.text, namePos: nameTok.pos, serviceKind, kindPos: t.pos, value: this.parseExpr(),
+    };
+  }
+
+  /**
+   * The head both v1 declarations share, `KEYWORD NAME IDENT[:IDENT] =`, with
+   * the diagnostics worded for each (`head` says what the IDENT is called).
+   */
+  private parseDeclHead(
+    word: 'object' | 'service',
+    head: { what: string; placeholder: string; value: string; example: string; afterColon: string },
+  ): { kw: Token; nameTok: Token; t: Token; sub: string | undefined } {
     const kw = this.advance();
     const nameTok = this.advance();
     this.checkReserved(nameTok);
+    const name = nameTok.text;
     const t = this.peek();
     if (t.kind !== 'Ident') {
       if (isPunct(t, '=')) {
-        this.failAt(t, t.pos, 'missing kind in service declaration',
-          `write service ${nameTok.text} KIND = #{ … }, e.g. service ${nameTok.text} db:csv = #{ connector: "file.csv" }`);
+        this.failAt(t, t.pos, `missing ${head.what} in ${word} declaration`,
+          `write ${word} ${name} ${head.placeholder} = ${head.value}, e.g. ${word} ${name} ${head.example}`);
       }
-      this.failExpected(`the kind of service ${nameTok.text}`);
+      this.failExpected(`the ${head.what} of ${word} ${name}`);
     }
     this.advance();
-    let serviceKind = t.text;
+    let sub: string | undefined;
     if (this.atPunct(':')) {
       this.advance();
-      const sub = this.peek();
-      if (sub.kind !== 'Ident') this.failExpected(`a name after '${t.text}:'`);
+      const el = this.peek();
+      if (el.kind !== 'Ident') this.failExpected(`${head.afterColon} after '${t.text}:'`);
       this.advance();
-      serviceKind += ':' + sub.text;
+      sub = el.text;
     }
-    this.expectPunct('=', `write service ${nameTok.text} ${serviceKind} = #{ … }`);
-    const value = this.parseExpr();
-    return {
-      kind: 'Service', pos: kw.pos, name: nameTok.text, namePos: nameTok.pos, serviceKind, kindPos: t.pos, value,
-    };
+    this.expectPunct('=', `write ${word} ${name} ${t.text}${sub !== undefined ? ':' + sub : ''} = ${head.value}`);
+    return { kw, nameTok, t, sub };
   }
 
   /** A template's interpolations are parsed from their own token lists. */

@@ -54,8 +54,19 @@ function setTransport(call: HostCall, rcpts: MailAddress[], transport: Transport
   }
 }
 
-/** A one-recipient form: `r` must be a recipient now. */
-function one(name: string, arity: number, make: (call: HostCall, args: Value[]) => Transport): HostBuiltin {
+/** Which recipients a transport built-in sets, and the arguments left for the transport. */
+type Targets = (call: HostCall, name: string, args: Value[]) => { rcpts: MailAddress[]; rest: Value[] };
+
+/** The one-recipient form: the first argument must be a recipient now. */
+const oneRecipient: Targets = (call, name, args) => ({
+  rcpts: [requireRecipient(call, name, recipientArg(call, name, 'recipient', args[0]!))],
+  rest: args.slice(1),
+});
+
+/** The `_all` form: every recipient present at the call. */
+const allRecipients: Targets = (call, _name, args) => ({ rcpts: currentRecipients(call), rest: args });
+
+function transportSetter(name: string, arity: number, targets: Targets, make: (call: HostCall, args: Value[]) => Transport): HostBuiltin {
   return builtin({
     name,
     from: 'rcpt',
@@ -63,27 +74,17 @@ function one(name: string, arity: number, make: (call: HostCall, args: Value[]) 
     arity,
     fn(call, args) {
       requireTxn(call, name);
-      const rcpt = requireRecipient(call, name, recipientArg(call, name, 'recipient', args[0]!));
-      setTransport(call, [rcpt], make(call, args.slice(1)));
+      const { rcpts, rest } = targets(call, name, args);
+      setTransport(call, rcpts, make(call, rest));
       return undefined;
     },
   });
 }
 
-/** An `_all` form: every recipient present at the call. */
-function all(name: string, arity: number, make: (call: HostCall, args: Value[]) => Transport): HostBuiltin {
-  return builtin({
-    name,
-    from: 'rcpt',
-    io: false,
-    arity,
-    fn(call, args) {
-      requireTxn(call, name);
-      setTransport(call, currentRecipients(call), make(call, args));
-      return undefined;
-    },
-  });
-}
+const one = (name: string, arity: number, make: (call: HostCall, args: Value[]) => Transport): HostBuiltin =>
+  transportSetter(name, arity, oneRecipient, make);
+const all = (name: string, arity: number, make: (call: HostCall, args: Value[]) => Transport): HostBuiltin =>
+  transportSetter(name, arity, allRecipients, make);
 
 const mx = (): Transport => ({ kind: 'mx' });
 const maildir = (): Transport => ({ kind: 'maildir' });

@@ -64,16 +64,22 @@ export class Code extends VObject {
   }
 }
 
-/** Rebuilds a Code from its wireText; null if malformed. */
-export function codeFromWire(text: string): Code | null {
+/** The three-element JSON array a Code or Status wire text is; null if it is not one. */
+export function wireTriple(text: string): [unknown, unknown, unknown] | null {
   let a: unknown;
   try {
     a = JSON.parse(text);
   } catch {
     return null;
   }
-  if (!Array.isArray(a) || a.length !== 3) return null;
-  const [c, e, m] = a as unknown[];
+  return Array.isArray(a) && a.length === 3 ? (a as [unknown, unknown, unknown]) : null;
+}
+
+/** Rebuilds a Code from its wireText; null if malformed. */
+export function codeFromWire(text: string): Code | null {
+  const a = wireTriple(text);
+  if (!a) return null;
+  const [c, e, m] = a;
   if (typeof c !== 'number' || !Number.isInteger(c) || c < 200 || c > 599) return null;
   if (typeof e !== 'string' || (e !== '' && !isEnhancedCode(e)) || typeof m !== 'string') return null;
   return new Code(c, e, m);

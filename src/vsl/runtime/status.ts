@@ -3,7 +3,7 @@
 // (src/policy/), per SPEC §5.2–§5.4.
 
 import type { StatusKind } from '../../policy/types.js';
-import { Code, codeFromWire, parseReply, replyLines, toCode, typeName } from './code.js';
+import { Code, codeFromWire, parseReply, replyLines, toCode, typeName, wireTriple } from './code.js';
 import { VObject, VslError, fnError, type Value } from './value.js';
 
 /** `deny()` without a code (SPEC §5.1). */
@@ -89,14 +89,9 @@ const PLAIN = {
 
 /** Rebuilds a Status from its wireText; null if malformed. */
 export function statusFromWire(text: string): Status | null {
-  let a: unknown;
-  try {
-    a = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (!Array.isArray(a) || a.length !== 3) return null;
-  const [k, c, q] = a as unknown[];
+  const a = wireTriple(text);
+  if (!a) return null;
+  const [k, c, q] = a;
   if (typeof k !== 'string' || !isStatusKind(k)) return null;
   let code: Code | undefined;
   if (c !== null) {
