@@ -4,17 +4,13 @@ import { coreBuiltins } from '../../src/builtins/core/index.js';
 import type { HostCall } from '../../src/builtins/host.js';
 import { addressText, type StageEffect } from '../../src/policy/types.js';
 import { address } from '../../src/vsl/runtime/objects.js';
-import { VslError, type Value } from '../../src/vsl/runtime/value.js';
-import { makeHostCall, mailAddress } from '../helpers/host-call.js';
+import type { Value } from '../../src/vsl/runtime/value.js';
+import { makeHostCall, rcptCall, throwsVsl } from '../helpers/host-call.js';
 
 function run(c: HostCall, name: string, ...args: Value[]): Value {
   const b = coreBuiltins.find((x) => x.name === name);
   assert.ok(b, `${name} is registered`);
   return b.fn(c, args) as Value;
-}
-
-function throwsVsl(fn: () => unknown, re: RegExp) {
-  assert.throws(fn, (e: unknown) => e instanceof VslError && re.test(e.message));
 }
 
 /** Effects with addresses shown as text, for readable comparisons. */
@@ -31,20 +27,6 @@ function shown(effects: readonly StageEffect[]): string[] {
       default:
         return e.kind;
     }
-  });
-}
-
-/** A rcpt-stage call with two accepted recipients and one under evaluation. */
-function rcptCall() {
-  return makeHostCall({
-    stage: 'rcpt',
-    txn: {
-      rcpts: [
-        { address: mailAddress('a@example.org'), transport: { kind: 'default' } },
-        { address: mailAddress('b@example.org'), transport: { kind: 'default' } },
-      ],
-      currentRcpt: mailAddress('c@example.org'),
-    },
   });
 }
 

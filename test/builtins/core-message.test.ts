@@ -4,8 +4,8 @@ import { applyHeaderEffects, coreBuiltins, currentHeaders, foldHeader } from '..
 import type { HostCall } from '../../src/builtins/host.js';
 import type { StageEffect } from '../../src/policy/types.js';
 import { address } from '../../src/vsl/runtime/objects.js';
-import { VslError, type Value } from '../../src/vsl/runtime/value.js';
-import { makeHostCall, mailAddress, type HostCallInit } from '../helpers/host-call.js';
+import type { Value } from '../../src/vsl/runtime/value.js';
+import { makeHostCall, mailAddress, type HostCallInit, throwsVsl } from '../helpers/host-call.js';
 
 const MESSAGE = [
   'Received: from client.example.test by mx.example.test; Mon, 1 Jan 2024 12:00:00 +0000',
@@ -31,10 +31,6 @@ function run(c: HostCall, name: string, ...args: Value[]): Value {
   const r = b.fn(c, args);
   assert.ok(!(r instanceof Promise), `${name} is synchronous`);
   return r as Value;
-}
-
-function throwsVsl(fn: () => unknown, re: RegExp) {
-  assert.throws(fn, (e: unknown) => e instanceof VslError && re.test(e.message));
 }
 
 describe('msg:: reads', () => {

@@ -4,30 +4,13 @@ import { coreBuiltins, parseForwardTarget } from '../../src/builtins/core/index.
 import type { HostCall } from '../../src/builtins/host.js';
 import { addressText, type Transport } from '../../src/policy/types.js';
 import { fqdn, ip4, ip6 } from '../../src/vsl/runtime/objects.js';
-import { VslError, type Value } from '../../src/vsl/runtime/value.js';
-import { makeHostCall, mailAddress } from '../helpers/host-call.js';
+import type { Value } from '../../src/vsl/runtime/value.js';
+import { rcptCall, throwsVsl } from '../helpers/host-call.js';
 
 function run(c: HostCall, name: string, ...args: Value[]): Value {
   const b = coreBuiltins.find((x) => x.name === name);
   assert.ok(b, `${name} is registered`);
   return b.fn(c, args) as Value;
-}
-
-function throwsVsl(fn: () => unknown, re: RegExp) {
-  assert.throws(fn, (e: unknown) => e instanceof VslError && re.test(e.message));
-}
-
-function rcptCall() {
-  return makeHostCall({
-    stage: 'rcpt',
-    txn: {
-      rcpts: [
-        { address: mailAddress('a@example.org'), transport: { kind: 'default' } },
-        { address: mailAddress('b@example.org'), transport: { kind: 'default' } },
-      ],
-      currentRcpt: mailAddress('c@example.org'),
-    },
-  });
 }
 
 /** `rcpt => transport` for every transport effect, in order. */

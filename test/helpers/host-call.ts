@@ -34,9 +34,28 @@ import { MemoryStateStore } from '../../src/builtins/state/memory.js';
 import type { Header, MailAddress, Session, Stage, StageEffect, Transaction } from '../../src/policy/types.js';
 import { replyLines } from '../../src/vsl/runtime/code.js';
 import { Status } from '../../src/vsl/runtime/status.js';
-import type { Value } from '../../src/vsl/runtime/value.js';
+import { VslError, type Value } from '../../src/vsl/runtime/value.js';
 
 export const TEST_HOSTNAME = 'mx.example.test';
+
+/** Asserts that `fn` throws a VslError whose message matches `re`. */
+export function throwsVsl(fn: () => unknown, re: RegExp): void {
+  assert.throws(fn, (e: unknown) => e instanceof VslError && re.test(e.message));
+}
+
+/** A rcpt-stage call with a@example.org and b@example.org accepted and c@example.org under evaluation. */
+export function rcptCall(): TestHostCall {
+  return makeHostCall({
+    stage: 'rcpt',
+    txn: {
+      rcpts: [
+        { address: mailAddress('a@example.org'), transport: { kind: 'default' } },
+        { address: mailAddress('b@example.org'), transport: { kind: 'default' } },
+      ],
+      currentRcpt: mailAddress('c@example.org'),
+    },
+  });
+}
 
 /** The built-in called `name` in `list`; fails the test when it is not registered. */
 export function findBuiltin(list: readonly HostBuiltin[], name: string): HostBuiltin {
