@@ -9,7 +9,7 @@ import { REPLY_AUTH_SUCCESS } from '../policy/apply.js';
 import { withCredentials, type AuthCredentials } from './credentials.js';
 import { makeReply, R } from './replies.js';
 import type { SmtpProtocol } from './protocol.js';
-import { callStage } from './stage-call.js';
+import { decideStage } from '../policy/stage-machine.js';
 
 /** Where a multi-line exchange stands: the next client line answers this challenge. */
 export type SaslState = { mechanism: 'PLAIN'; step: 'response' } | { mechanism: 'LOGIN'; step: 'username' } | { mechanism: 'LOGIN'; step: 'password'; username: string };
@@ -148,7 +148,7 @@ async function authenticate(p: SmtpProtocol, mechanism: string, authid: string, 
   const creds: AuthCredentials = { type: 'Verify', mechanism, authid, authpass: password, anonymous_token: '' };
   const tracker = p.front.authFailures;
   const delay = tracker === null ? 0 : tracker.delayFor(session.clientIp);
-  const { applied } = await withCredentials(creds, (extra) => callStage(p.front, p.state, p.log, 'authenticate', REPLY_AUTH_SUCCESS, null, extra));
+  const { applied } = await withCredentials(creds, (extra) => decideStage(p.front, p.state, p.log, 'authenticate', REPLY_AUTH_SUCCESS, null, extra));
   // Slows down guessing spread over many sessions (src/builtins/auth/failures.ts).
   if (delay > 0) await p.front.clock.sleep(delay);
   if (applied.accept) {

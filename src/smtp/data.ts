@@ -8,7 +8,7 @@ import { applyMessageEdit } from './effects.js';
 import { DataCollector, MessageDraft, type DataProblem } from './message.js';
 import type { SmtpProtocol } from './protocol.js';
 import { R } from './replies.js';
-import { callStage } from './stage-call.js';
+import { decideStage } from '../policy/stage-machine.js';
 import type { DataEnd } from './wire.js';
 
 const PROBLEM_REPLY: Record<DataProblem, Reply> = {
@@ -76,7 +76,7 @@ async function endOfData(p: SmtpProtocol, collector: DataCollector): Promise<voi
   // Received: first, then pending headers in call order, then the client's (SPEC §7.5, §10).
   const draft = MessageDraft.assemble([received, ...session.pendingHeaders, ...txn.pendingHeaders], checked.parsed);
   for (const edit of txx.messageEdits) if (edit.kind === 'msg_from' || edit.kind === 'msg_rcpt') applyMessageEdit(draft, edit);
-  const { applied } = await callStage(front, state, p.log, 'preq', R.queued(txn.id), draft);
+  const { applied } = await decideStage(front, state, p.log, 'preq', R.queued(txn.id), draft);
   if (!applied.accept) {
     // Refused at preq: the message is discarded.
     await p.replyApplied(applied);

@@ -16,7 +16,7 @@ import { sameAddress } from './effects.js';
 import { afterKeyword, mailParams, rcptParams } from './params.js';
 import { makeReply, R, replyFromString } from './replies.js';
 import type { Settings } from './settings.js';
-import { callStage } from './stage-call.js';
+import { decideStage } from '../policy/stage-machine.js';
 import type { SessionState } from './state.js';
 import type { Wire } from './wire.js';
 
@@ -51,7 +51,7 @@ export class SmtpProtocol {
 
   /** The connect stage (SPEC §4.1): its result decides the greeting. */
   async connect(): Promise<Applied> {
-    const { applied } = await callStage(this.front, this.state, this.log, 'connect', R.greeting(this.settings.serverName));
+    const { applied } = await decideStage(this.front, this.state, this.log, 'connect', R.greeting(this.settings.serverName));
     this.state.markConnected();
     return applied;
   }
@@ -138,7 +138,7 @@ async function helo(p: SmtpProtocol, args: string, verb: string): Promise<void> 
   state.session.helo = host;
   state.session.esmtp = verb === 'EHLO';
   const normal = verb === 'EHLO' ? p.ehloReply() : makeReply(250, '', p.settings.serverName);
-  const { applied } = await callStage(p.front, state, p.log, 'helo', normal);
+  const { applied } = await decideStage(p.front, state, p.log, 'helo', normal);
   // A refused HELO is not recorded: MAIL gets 503 until one succeeds.
   if (!applied.accept) state.session.helo = null;
   await p.replyApplied(applied);
@@ -188,7 +188,7 @@ async function mail(p: SmtpProtocol, args: string): Promise<void> {
   };
   state.txn = txn;
   state.txx = { smtputf8: params.value.smtputf8, clientRcpts: 0, messageEdits: [] };
-  const result = await callStage(p.front, state, p.log, 'mail', R.mailOk);
+  const result = await decideStage(p.front, state, p.log, 'mail', R.mailOk);
   // No transaction unless MAIL got 2xx (SPEC §5.1 invariant).
   if (!result.applied.accept) state.endTransaction();
   await p.replyApplied(result.applied);
@@ -229,7 +229,7 @@ async function rcpt(p: SmtpProtocol, args: string): Promise<void> {
   const tentative = { address, transport: { kind: 'default' as const } };
   if (!duplicate) txn.rcpts.push(tentative);
   txn.currentRcpt = address;
-  const result = await callStage(p.front, state, p.log, 'rcpt', R.rcptOk);
+  const result = await decideStage(p.front, state, p.log, 'rcpt', R.rcptOk);
   if (result.applied.accept) txx.clientRcpts++;
   else {
     if (!duplicate) txn.rcpts = txn.rcpts.filter((r) => r !== tentative);

@@ -1,20 +1,34 @@
-// Running one stage for the SMTP front (SPEC §3.3, §5.4, §5.6): decide
-// whether rules run at all (a remembered status, the relay guard), call the
-// runner, turn its verdict into the reply (src/policy/apply.ts), apply its
-// effects when the command took effect, remember what has to be remembered,
-// and log the decision.
+// THE stage machine (SPEC §3.3, §5.4, §5.6): every front (SMTP, milter,
+// Postfix policy service), `mta explain` and `mta test` decide a stage here.
+// It decides whether rules run at all (a remembered status, the relay
+// guard), calls the runner, turns its verdict into the reply
+// (src/policy/apply.ts), applies its effects when the command took effect,
+// remembers what has to be remembered, and logs the decision.
 
 import type { Logger } from 'pino';
 import { logStageDecision } from '../log/logger.js';
-import { applyVerdict, type Applied, type FrontStage } from '../policy/apply.js';
-import { relayGuardVerdict } from '../policy/relay-guard.js';
-import { addressText, type Remembered, type Reply, type StageEffect, type Verdict } from '../policy/types.js';
-import type { FrontContext } from './context.js';
-import { runStage, type StageExtra } from './credentials.js';
-import { applyEffects } from './effects.js';
-import type { MessageDraft } from './message.js';
-import { replyText } from './replies.js';
-import type { SessionState } from './state.js';
+import { applyVerdict, type Applied, type FrontStage } from './apply.js';
+import { relayGuardVerdict, type RelayGuardConfig } from './relay-guard.js';
+import { addressText, type Remembered, type Reply, type Session, type StageEffect, type StageRunner, type Transaction, type Verdict } from './types.js';
+import { runStage, type StageExtra } from '../smtp/credentials.js';
+import { applyEffects } from '../smtp/effects.js';
+import type { MessageDraft } from '../smtp/message.js';
+import { replyText } from '../smtp/replies.js';
+
+/** What the stage machine needs from the front that calls it. */
+export interface StageMachineEnv {
+  runner: StageRunner;
+  /** The current settings (a reload swaps them): the relay guard and `vsl.error_status`. */
+  settings(): { relay: RelayGuardConfig; errorStatus: 'tempfail' | 'deny' };
+}
+
+/** The session and transaction a front keeps; a stage reads and updates them. */
+export interface DecisionState {
+  session: Session;
+  txn: Transaction | null;
+  /** From:/To: edits made before DATA, applied to the message at end of DATA. */
+  txx?: { messageEdits: StageEffect[] } | null;
+}
 
 export interface StageResult {
   applied: Applied;
@@ -26,7 +40,7 @@ export interface StageResult {
  * connect/helo apply from helo on, transaction statuses from mail/rcpt to
  * the end of the transaction. The authenticate stage always runs.
  */
-export function rememberedFor(stage: FrontStage, state: SessionState): Remembered | null {
+export function rememberedFor(stage: FrontStage, state: DecisionState): Remembered | null {
   if (stage === 'connect' || stage === 'authenticate') return null;
   if (state.session.remembered !== null) return state.session.remembered;
   if (stage === 'rcpt' || stage === 'preq') return state.txn?.remembered ?? null;
@@ -44,7 +58,7 @@ function failedVerdict(err: unknown): Verdict {
   return { status: 'next', reply: null, rule: null, at: null, source: 'error', error: err instanceof Error ? err.message : String(err), trace: [] };
 }
 
-async function decide(ctx: FrontContext, state: SessionState, stage: FrontStage, message: MessageDraft | null, extra: StageExtra | undefined): Promise<{ verdict: Verdict; effects: StageEffect[] }> {
+async function decide(ctx: StageMachineEnv, state: DecisionState, stage: FrontStage, message: MessageDraft | null, extra: StageExtra | undefined): Promise<{ verdict: Verdict; effects: StageEffect[] }> {
   const remembered = rememberedFor(stage, state);
   if (stage === 'rcpt' && !ctx.runner.hasRules('rcpt')) {
     // No rcpt directives: the built-in guard decides, and remembered statuses do not bypass it (SPEC §5.6).
@@ -63,7 +77,7 @@ async function decide(ctx: FrontContext, state: SessionState, stage: FrontStage,
   }
 }
 
-function storeRemembered(stage: FrontStage, state: SessionState, r: Remembered): void {
+function storeRemembered(stage: FrontStage, state: DecisionState, r: Remembered): void {
   if (stage === 'connect' || stage === 'helo') state.session.remembered = r;
   else if (state.txn !== null) state.txn.remembered = r;
 }
@@ -73,7 +87,7 @@ function storeRemembered(stage: FrontStage, state: SessionState, r: Remembered):
  * reply; `extra` carries the AUTH credentials at authenticate. The caller
  * sends `applied.reply` and acts on `applied.close` and `applied.accept`.
  */
-export async function callStage(ctx: FrontContext, state: SessionState, log: Logger, stage: FrontStage, normal: Reply, message: MessageDraft | null = null, extra?: StageExtra): Promise<StageResult> {
+export async function decideStage(ctx: StageMachineEnv, state: DecisionState, log: Logger, stage: FrontStage, normal: Reply, message: MessageDraft | null = null, extra?: StageExtra): Promise<StageResult> {
   const { verdict, effects } = await decide(ctx, state, stage, message, extra);
   const applied = applyVerdict(stage, verdict, { errorStatus: ctx.settings().errorStatus, normal });
   if (applied.accept && effects.length > 0) {
