@@ -25,7 +25,7 @@ import type { Clock, Resolver } from '../builtins/host.js';
 import type { Config } from '../config/schema.js';
 import { parseDuration } from '../config/units.js';
 import type { MailAddress, StageEffect, StageOutcome } from '../policy/types.js';
-import { decideAfterQueue, rememberedAfterQueue } from '../policy/stage-machine.js';
+import { decideAfterQueue, rememberedAfterQueue, type DecisionObserver } from '../policy/stage-machine.js';
 import { addressText } from '../policy/types.js';
 import { type EnvelopeRecord, isOpen, type RecipientRecord, type SessionSnapshot, sessionFromRecord, transactionFromRecord } from '../queue/envelope.js';
 import { applyMessageEffects, isMessageEffect } from '../queue/message.js';
@@ -41,8 +41,18 @@ import { routeFor } from './routes.js';
 /** Runs the postq or delivery stage of the current policy for a queued message. */
 export type RunStage = (stage: 'postq' | 'delivery', record: EnvelopeRecord, message: Buffer) => Promise<StageOutcome>;
 
+/**
+ * What would have been delivered, instead of delivering it: `mta explain`'s
+ * dry run and the differential tests replace every transport at this edge.
+ */
+export type DeliveryCapture = (d: { transport: 'smtp' | 'maildir' | 'mbox'; destination: string | null; mailFrom: string; rcpts: string[]; data: Buffer }) => void;
+
 export interface RunContext {
   spool: Spool;
+  /** Set: record deliveries instead of making them (see DeliveryCapture). */
+  capture?: DeliveryCapture;
+  /** Sees every post-queue stage decision (mta explain). */
+  observe?: DecisionObserver;
   cfg: Config;
   clock: Clock;
   log: SpoolLogger;
@@ -134,7 +144,7 @@ export class MessageRun {
   private async runStage(stage: 'postq' | 'delivery'): Promise<RunResult | null> {
     const state = { session: sessionFromRecord(this.record), txn: transactionFromRecord(this.record) };
     const run = () => this.ctx.runStage(stage, structuredClone(this.record), this.message);
-    const { verdict: v, effects, action } = await decideAfterQueue(run, stage, state, this.ctx.cfg.vsl.error_status, this.ctx.log);
+    const { verdict: v, effects, action } = await decideAfterQueue(run, stage, state, this.ctx.cfg.vsl.error_status, this.ctx.log, this.ctx.observe);
     switch (action.kind) {
       case 'failed':
         return this.stageFailed(stage, action.why, action.toDead);
@@ -257,6 +267,12 @@ export class MessageRun {
     for (const r of open) {
       const route = routeFor(r.transport, r.address, cfg, deps);
       const addr = addressText(r.address);
+      const capture = this.ctx.capture;
+      if (capture !== undefined && (route.kind === 'smtp' || route.kind === 'maildir' || route.kind === 'mbox')) {
+        capture({ transport: route.kind, destination: route.kind === 'smtp' ? route.dest.key : null, mailFrom, rcpts: [addr], data: this.message });
+        tasks.push(settle([r], [delivered(addr, `captured for ${route.kind} (no delivery made)`)]));
+        continue;
+      }
       switch (route.kind) {
         case 'none':
           this.ctx.log.info({ queue_id: this.id, rcpt: addr }, `queue: ${this.id}: delivery disabled for ${addr}`);

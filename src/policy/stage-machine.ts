@@ -24,11 +24,29 @@ import { applyEffects } from '../smtp/effects.js';
 import type { MessageDraft } from '../smtp/message.js';
 import { replyText } from '../smtp/replies.js';
 
+/** One decision as made, for `mta explain` (the same fields the log line has, plus the trace and effects). */
+export interface DecisionRecord {
+  stage: FrontStage | AfterQueueStage;
+  /** The recipient under evaluation at rcpt. */
+  recipient: string | null;
+  /** The transaction (= queue) id, from mail on. */
+  messageId: string | null;
+  verdict: Verdict;
+  effects: StageEffect[];
+  /** What the status amounted to (`accept` with a 5xx reply is a `reject`). */
+  status: Applied['effective'];
+  reply: string;
+}
+
+export type DecisionObserver = (d: DecisionRecord) => void;
+
 /** What the stage machine needs from the front that calls it. */
 export interface StageMachineEnv {
   runner: StageRunner;
   /** The current settings (a reload swaps them): the relay guard and `vsl.error_status`. */
   settings(): { relay: RelayGuardConfig; errorStatus: 'tempfail' | 'deny' };
+  /** Sees every decision (mta explain); the front passes it through. */
+  observe?: DecisionObserver;
 }
 
 /** The session and transaction a front keeps; a stage reads and updates them. */
@@ -134,7 +152,9 @@ export async function decideStage(env: StageMachineEnv, state: DecisionState, lo
     applyEffects(effects, { stage, session: state.session, txn: state.txn, draft: message, deferredMessageEdits: state.txx?.messageEdits ?? null }, log);
   }
   if (applied.remember !== null) storeRemembered(stage, state, applied.remember);
-  logDecision(log, stage, state, verdict, applied.effective, replyText(applied.reply));
+  const reply = replyText(applied.reply);
+  logDecision(log, stage, state, verdict, applied.effective, reply);
+  env.observe?.({ stage, recipient: stage === 'rcpt' && state.txn?.currentRcpt ? addressText(state.txn.currentRcpt) : null, messageId: state.txn?.id ?? null, verdict, effects, status: applied.effective, reply });
   return { applied, verdict, effects };
 }
 
@@ -196,7 +216,7 @@ export function rememberedAfterQueue(session: Remembered | null | undefined, txn
  * `run` evaluates the stage's rules on the queued message; `state` is the
  * queued message's session and transaction, for the log line.
  */
-export async function decideAfterQueue(run: () => Promise<StageOutcome>, stage: AfterQueueStage, state: DecisionState, errorStatus: 'tempfail' | 'deny', log: StageLog): Promise<AfterQueueResult> {
+export async function decideAfterQueue(run: () => Promise<StageOutcome>, stage: AfterQueueStage, state: DecisionState, errorStatus: 'tempfail' | 'deny', log: StageLog, observe?: DecisionObserver): Promise<AfterQueueResult> {
   let outcome: StageOutcome;
   try {
     outcome = await run();
@@ -206,7 +226,9 @@ export async function decideAfterQueue(run: () => Promise<StageOutcome>, stage: 
   const { verdict, effects } = outcome;
   const action = afterQueueAction(stage, verdict, errorStatus);
   const status: Applied['effective'] = action.kind === 'failed' ? 'error' : action.kind === 'dead' && verdict.status !== 'deny' && verdict.status !== 'info' ? 'reject' : verdict.status;
-  logDecision(log, stage, state, verdict, status, verdict.reply ? replyText(verdict.reply) : '');
+  const reply = verdict.reply ? replyText(verdict.reply) : '';
+  logDecision(log, stage, state, verdict, status, reply);
+  observe?.({ stage, recipient: null, messageId: state.txn?.id ?? null, verdict, effects, status, reply });
   return { verdict, effects, action };
 }
 
@@ -223,7 +245,8 @@ function logDecision(log: StageLog, stage: FrontStage | AfterQueueStage, state: 
     clientIp: state.session.clientIp,
     helo: state.session.helo,
     sender: txn === null ? null : addressText(txn.mailFrom),
-    recipient: txn?.currentRcpt ? addressText(txn.currentRcpt) : null,
+    // Only the rcpt stage decides for one recipient (the front keeps the last one set afterwards).
+    recipient: stage === 'rcpt' && txn?.currentRcpt ? addressText(txn.currentRcpt) : null,
     messageId: txn?.id ?? null,
   };
   // logStageDecision uses only info() and error(), which every StageLog has.
