@@ -14,7 +14,8 @@
 // error (the stage's error handling, tempfail by default, applies): neither
 // accepting nor refusing would be right.
 
-import { DnsError, type HostBuiltin, type HostCall, type Resolver } from './host.js';
+import { DnsError, type Resolver } from '../host/ports.js';
+import { type HostBuiltin, type HostCall } from './host.js';
 import { checkArity, dnsFailure, dnsTimeoutMs, statusFor } from './dns/call-args.js';
 import { dkimAuthClause, dkimForCall, fromDomains, pvalue, type DkimSignatureResult } from './dkim.js';
 import { organizationalDomain } from './psl.js';

@@ -22,10 +22,12 @@ import { parseDuration, parseSize } from '../config/units.js';
 import { decodeValue, encodeValue } from '../vsl/runtime/wire.js';
 import type { Value } from '../vsl/runtime/value.js';
 import type { ContextData } from '../vsl/runtime/intrinsics.js';
-import type { HostBuiltin, HostEnv } from '../builtins/host.js';
-import { systemClock } from '../builtins/host.js';
+import type { HostBuiltin } from '../builtins/host.js';
+import { dataFileValidator } from '../builtins/registry.js';
+import type { HostEnv } from '../host/ports.js';
+import { systemClock } from '../host/ports.js';
 import { HostBridge, type LoadState } from './host-bridge.js';
-import { STAGES, type Stage } from './types.js';
+import { STAGES, type Stage } from '../mail/types.js';
 import { formatCidr, parseCidr } from '../vsl/runtime/net.js';
 import { installNodePlatform } from '../vsl/host-platform.js';
 
@@ -128,7 +130,7 @@ export function defaultLogger(): Logger {
 export function defaultEnvFor(config: Config, log: Logger): HostEnv {
   // A resolver that fails every lookup: loading never needs DNS.
   const fail = async (): Promise<never> => {
-    const { DnsError } = await import('../builtins/host.js');
+    const { DnsError } = await import('../host/ports.js');
     throw new DnsError('REFUSED', 'load', 'DNS is not available here');
   };
   return {
@@ -409,7 +411,7 @@ function formatNet(text: string, c: ReturnType<typeof parseCidr>): string {
 function validateDataFiles(compiled: CompiledPolicy, builtins: HostBuiltin[]): Diagnostic[] {
   const out: Diagnostic[] = [];
   for (const d of compiled.literalDataFiles) {
-    const validator = dataFileValidators.get(d.fn);
+    const validator = dataFileValidator(d.fn);
     if (!validator) {
       if (!fs.existsSync(d.path)) out.push(diag(d.pos, `${d.fn}: no such file '${d.spec}'`, 'data file paths are relative to the file that names them'));
       continue;
@@ -427,6 +429,3 @@ function validateDataFiles(compiled: CompiledPolicy, builtins: HostBuiltin[]): D
   void builtins;
   return out;
 }
-
-/** Validators for data files, by the function that reads them: (directory of the naming file, path as written). */
-export const dataFileValidators = new Map<string, (dir: string, spec: string) => Array<{ file: string; line: number; col?: number; message: string; severity?: 'error' | 'warning' }>>();

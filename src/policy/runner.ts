@@ -3,12 +3,12 @@
 // effects the rules recorded (SPEC §3.3, §5.7).
 
 import type { Logger } from 'pino';
-import type { MessageView } from '../builtins/host.js';
+import type { MessageView } from '../mail/types.js';
 import { toReply } from '../vsl/runtime/code.js';
 import type { ContextData } from '../vsl/runtime/intrinsics.js';
 import { RecordingEffects, type EvalState } from './host-bridge.js';
 import type { PolicyVersion } from './load.js';
-import type { Session, Stage, StageOutcome, StageRunner, Transaction, Verdict } from './types.js';
+import type { Session, Stage, StageOutcome, StageRunner, Transaction, Verdict } from '../mail/types.js';
 
 export interface RunnerOptions {
   /** The current policy version (swapped by hot reload). */

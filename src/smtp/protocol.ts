@@ -7,14 +7,15 @@
 import { isUtf8 } from 'node:buffer';
 import type { Logger } from 'pino';
 import type { Applied } from '../policy/apply.js';
-import { addressText, type Reply, type Transaction } from '../policy/types.js';
+import { addressText, type Reply, type Transaction } from '../mail/types.js';
 import { parsePath, parsePathArgument } from '../vsl/runtime/address.js';
 import { handleAuth, handleAuthContinuation, type SaslState } from './auth.js';
 import type { FrontContext, ListenerContext } from './context.js';
 import { receiveMessage } from './data.js';
 import { sameAddress } from '../mail/effects.js';
 import { afterKeyword, mailParams, rcptParams } from './params.js';
-import { makeReply, R, replyFromString } from './replies.js';
+import { makeReply, replyFromString } from '../mail/reply.js';
+import { R } from './replies.js';
 import type { Settings } from './settings.js';
 import { decideStage } from '../policy/stage-machine.js';
 import type { SessionState } from './state.js';

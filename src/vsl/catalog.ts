@@ -11,7 +11,7 @@
 // The runtime globals of §2.8 (type_of, parse_int, …) are resolved by
 // src/vsl/runtime/methods.ts and need no entry here.
 
-import type { Stage } from '../policy/types.js';
+import type { Stage } from '../mail/types.js';
 
 export type Arity = number | [number, number];
 

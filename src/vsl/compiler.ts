@@ -43,10 +43,7 @@ import path from 'node:path';
 import type * as A from './ast.js';
 import type { Diagnostic } from './diagnostics.js';
 import type { LoadedSources, SourceFile } from './loader.js';
-import {
-  ENGINE_CONSTANTS, ENGINE_PATHS, GUEST_BUILTINS, HOST_ALIASES, STDLIB_NAMESPACES, V2_CODE_NAMES,
-  arityOk, arityText, type BuiltinRef, type HostBuiltinRef,
-} from './catalog.js';
+import { ENGINE_CONSTANTS, ENGINE_PATHS, GUEST_BUILTINS, HOST_ALIASES, STDLIB_NAMESPACES, V2_CODE_NAMES, arityOk, arityText, type BuiltinRef, type HostBuiltinRef } from './catalog.js';
 import { hasGlobalFunction } from './runtime/methods.js';
 import { ELEMENT_TYPES, OBJECT_TYPES } from './runtime/intrinsics.js';
 

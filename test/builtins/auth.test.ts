@@ -11,7 +11,7 @@ import { authBuiltins, type AuthCredentials } from '../../src/builtins/auth/buil
 import { createFailureTracker, failureTrackerOptions } from '../../src/builtins/auth/failures.js';
 import { hashArgon2id, hashScrypt, parsePhc, validatePasswdFile } from '../../src/builtins/auth/passwd-file.js';
 import { saslauthdVerify } from '../../src/builtins/auth/saslauthd.js';
-import type { Clock } from '../../src/builtins/host.js';
+import type { Clock } from '../../src/host/ports.js';
 import { passwdCommand } from '../../src/cli/passwd.js';
 import type { Status } from '../../src/vsl/runtime/status.js';
 import { VslError } from '../../src/vsl/runtime/value.js';

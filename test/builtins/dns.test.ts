@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DnsError } from '../../src/builtins/host.js';
+import { DnsError } from '../../src/host/ports.js';
 import { createResolver, fcrdns, MAX_RECORDS, parseServerSpec, resolverFromConfig } from '../../src/builtins/dns/resolver.js';
 import { normaliseIp, reverseName } from '../../src/builtins/dns/names.js';
 import { dnsBuiltins } from '../../src/builtins/dns/lookup.js';

@@ -25,7 +25,7 @@ import { after, before, describe, test } from 'node:test';
 import { checkCommand, checkFile } from '../../src/cli/check.js';
 import { createResolver } from '../../src/builtins/dns/resolver.js';
 import { legacyBuiltins } from '../../src/builtins/legacy/builtins.js';
-import type { MailAddress } from '../../src/policy/types.js';
+import type { MailAddress } from '../../src/mail/types.js';
 import { replyLines } from '../../src/vsl/runtime/code.js';
 import { Status } from '../../src/vsl/runtime/status.js';
 import { startDnsServer, type DnsTestServer } from '../helpers/dns-server.js';

@@ -3,8 +3,8 @@
 // accepted recipients, the one under evaluation, and the changes recorded
 // earlier in the same evaluation.
 
-import type { MailAddress } from '../../policy/types.js';
-import { addressText } from '../../policy/types.js';
+import type { MailAddress } from '../../mail/types.js';
+import { addressText } from '../../mail/types.js';
 import { parseMailbox, parsePath } from '../../vsl/runtime/address.js';
 import { Address, textOf } from '../../vsl/runtime/objects.js';
 import { fnError, type Value } from '../../vsl/runtime/value.js';

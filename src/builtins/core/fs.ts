@@ -6,7 +6,7 @@
 // never sees half a file. In `mta test` / `mta explain` nothing is written.
 
 import path from 'node:path';
-import { addressText } from '../../policy/types.js';
+import { addressText } from '../../mail/types.js';
 import { textOf } from '../../vsl/runtime/objects.js';
 import { fnError, type Value } from '../../vsl/runtime/value.js';
 import { typeName } from '../dns/call-args.js';

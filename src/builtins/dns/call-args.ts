@@ -4,8 +4,8 @@
 
 import { parseDuration } from '../../config/units.js';
 import type { HostCall } from '../host.js';
-import { DnsError } from '../host.js';
-import type { StatusKind } from '../../policy/types.js';
+import { DnsError } from '../../host/ports.js';
+import type { StatusKind } from '../../mail/types.js';
 import { textOf } from '../../vsl/runtime/objects.js';
 import { makeStatus, type Status } from '../../vsl/runtime/status.js';
 import { fnError, VObject, VslError, type Value } from '../../vsl/runtime/value.js';

@@ -2,7 +2,8 @@
 // from connect. Both throw when nothing is found, so a script tells "not
 // found" from "found" with try/catch, and on errors and timeouts.
 
-import { DnsError, type HostBuiltin, type HostCall, type Resolver } from '../host.js';
+import { DnsError, type Resolver } from '../../host/ports.js';
+import { type HostBuiltin, type HostCall } from '../host.js';
 import { fnError, type Value } from '../../vsl/runtime/value.js';
 import { argText, checkArity, dnsFailure, dnsTimeoutMs } from './call-args.js';
 import { normaliseIp } from './names.js';

@@ -19,7 +19,7 @@
 // client name and address, the whole address, or the whole HELO name.
 
 import { cidrContainsIp, parseCidr, parseIp, type Cidr } from '../../vsl/runtime/net.js';
-import type { MailAddress } from '../../policy/types.js';
+import type { MailAddress } from '../../mail/types.js';
 import { DiagnosticSink, columnOf, splitLines, type Parsed } from './diagnostics.js';
 import { networkOf } from './probe.js';
 

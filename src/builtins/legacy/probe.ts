@@ -3,7 +3,7 @@
 // related is asked lazily through LegacyLookups (lookups.ts) instead.
 
 import type { HostCall } from '../host.js';
-import { addressText, type MailAddress } from '../../policy/types.js';
+import { addressText, type MailAddress } from '../../mail/types.js';
 import { localDomainMatcher } from '../../vsl/runtime/address.js';
 import { cidrContainsIp, parseCidr, parseIp, type Cidr } from '../../vsl/runtime/net.js';
 

@@ -3,7 +3,7 @@
 // constructor `address()`, so rules see exactly the addresses the server
 // accepted. Pure: IDN conversion goes through platform().
 
-import type { MailAddress } from '../../policy/types.js';
+import type { MailAddress } from '../../mail/types.js';
 import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from './net.js';
 import { platform, platformGeneration } from './platform.js';
 

@@ -1,7 +1,7 @@
 // Reply codes (SPEC §5.8–§5.9): the `code` object, its constructors, the
 // reply-string grammar, and the exact lines a reply is sent as.
 
-import type { Reply } from '../../policy/types.js';
+import type { Reply } from '../../mail/types.js';
 import { VChar, VFn, VObject, VRange, fnError, isArray, isMap, typeOf, type Value, type VMap } from './value.js';
 
 /** `type_of` of any value (SPEC §2.2), for error messages. */

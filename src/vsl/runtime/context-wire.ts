@@ -12,7 +12,7 @@
 // Both sides use this module, so the positions cannot drift apart.
 
 import type { ContextData } from './intrinsics.js';
-import type { MailAddress } from '../../policy/types.js';
+import type { MailAddress } from '../../mail/types.js';
 
 type AddrWire = [local: string, domain: string, raw: string, isNull: 0 | 1];
 type SessionWire = [string, string, string, number, string, number, string, number, 0 | 1, string | null, string | null, string | null];

@@ -14,7 +14,7 @@ import { makeStatus } from './status.js';
 import { closure, callPtr, directive, fnPtr, freeze } from './support.js';
 import { ServiceHandle, decodeValue, encodeValue } from './wire.js';
 import { VObject, VslError, VslFatal, fnError, type Value, type VMap } from './value.js';
-import type { MailAddress, StatusKind } from '../../policy/types.js';
+import type { MailAddress, StatusKind } from '../../mail/types.js';
 
 // ---------------------------------------------------------------- the bridge
 

@@ -29,18 +29,7 @@
 
 import { formatFloat, toDebug, toStr } from './format.js';
 import { parseJson, toJson } from './json.js';
-import {
-  VStepRange,
-  checkInt,
-  compareNumbers,
-  contains,
-  copyValue,
-  eq,
-  order,
-  resolveIndex,
-  textOf,
-  typeOf,
-} from './ops.js';
+import { VStepRange, checkInt, compareNumbers, contains, copyValue, eq, order, resolveIndex, textOf, typeOf } from './ops.js';
 import { doesIo } from './support.js';
 import { I64_MAX, I64_MIN, VChar, VFn, VObject, VRange, VslError, fnError, isArray, isMap, type VMap, type Value } from './value.js';
 

@@ -7,27 +7,10 @@
 // lower-case factory functions (`ip4(s)`, …) are the script constructors and
 // validate, throwing VslError named after themselves.
 
-import type { MailAddress } from '../../policy/types.js';
+import type { MailAddress } from '../../mail/types.js';
 import { canonicalAddressLiteral, canonicalDomain, parseMailbox } from './address.js';
 import { Code, codeFromWire, typeName } from './code.js';
-import {
-  cidrContainsIp,
-  cidrInside,
-  formatCidr,
-  formatIPv4,
-  formatIPv6,
-  parseCidr4,
-  parseCidr6,
-  parseIp,
-  parseIPv4,
-  parseIPv6,
-  sameCidr,
-  sameIp,
-  type Cidr,
-  type Cidr4,
-  type Cidr6,
-  type Ip,
-} from './net.js';
+import { cidrContainsIp, cidrInside, formatCidr, formatIPv4, formatIPv6, parseCidr4, parseCidr6, parseIp, parseIPv4, parseIPv6, sameCidr, sameIp, type Cidr, type Cidr4, type Cidr6, type Ip } from './net.js';
 import { Status, statusFromWire } from './status.js';
 import { VChar, VObject, VslError, fnError, type Value } from './value.js';
 

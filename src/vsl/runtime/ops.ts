@@ -5,20 +5,7 @@
 // methods (methods.ts) prefix these with their own name.
 
 import { toStr } from './format.js';
-import {
-  I64_MAX,
-  I64_MIN,
-  VChar,
-  VFn,
-  VObject,
-  VRange,
-  VslError,
-  isArray,
-  isMap,
-  typeOf,
-  type VMap,
-  type Value,
-} from './value.js';
+import { I64_MAX, I64_MIN, VChar, VFn, VObject, VRange, VslError, isArray, isMap, typeOf, type VMap, type Value } from './value.js';
 
 /**
  * `range(a, b, step)` with a step other than 1 (SPEC §2.5). It is a VRange for

@@ -2,7 +2,7 @@
 // validates; what a status does at each stage is the stage machine's job
 // (src/policy/), per SPEC §5.2–§5.4.
 
-import type { StatusKind } from '../../policy/types.js';
+import type { StatusKind } from '../../mail/types.js';
 import { Code, codeFromWire, parseReply, replyLines, toCode, typeName, wireTriple } from './code.js';
 import { VObject, VslError, fnError, type Value } from './value.js';
 

@@ -12,18 +12,18 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Clock, Resolver } from '../builtins/host.js';
+import type { Clock, Resolver } from '../host/ports.js';
 import type { Config } from '../config/schema.js';
 import { Scheduler } from '../delivery/scheduler.js';
-import { runStageWith } from '../delivery/stage-adapter.js';
+import { afterQueueStages, runStageWith } from '../policy/after-queue.js';
 import { DEAD, Spool } from '../queue/spool.js';
 import { createSmtpFront } from '../smtp/front.js';
-import type { PolicyVersion } from './load.js';
-import { PolicyRunner } from './runner.js';
-import type { DecisionRecord } from './stage-machine.js';
+import type { PolicyVersion } from '../policy/load.js';
+import { PolicyRunner } from '../policy/runner.js';
+import type { DecisionRecord } from '../policy/stage-machine.js';
 import { TranscriptClient, type ReceivedReply } from './transcript/client.js';
 import { TEST_CERTIFICATE_PEM, TEST_PRIVATE_KEY_PEM } from './transcript/test-cert.js';
-import type { Stage, StageEffect, StageRunner, Verdict } from './types.js';
+import type { Stage, StageEffect, StageRunner, Verdict } from '../mail/types.js';
 
 export interface ExplainInput {
   client: string;
@@ -263,7 +263,7 @@ export async function explain(version: PolicyVersion, input: ExplainInput, log: 
       const id: string = queueId;
       queuedFor = (await spool.readRecord(place, id)).recipients.map((r) => (r.address.isNull ? '<>' : `${r.address.local}@${r.address.domain}`));
       // The queue runner's pass over the message, with every transport captured.
-      const scheduler = new Scheduler({ spool, config: () => config, resolver: NO_DNS, runStage: runStageWith(runner), log, clock, random: () => 0, capture: (d) => deliveries.push(d), observe });
+      const scheduler = new Scheduler({ spool, config: () => config, resolver: NO_DNS, stages: afterQueueStages(runStageWith(runner), observe), log, clock, random: () => 0, capture: (d) => deliveries.push(d) });
       await scheduler.recover();
       await scheduler.runDue();
       await scheduler.stop();

@@ -3,7 +3,7 @@
 // `@expect` checks on them (SPEC §11.3).
 
 import type { EnqueueRequest, MessageSink } from '../../smtp/sink.js';
-import { addressText } from '../types.js';
+import { addressText } from '../../mail/types.js';
 import type { ExpectCheck } from './parse.js';
 
 export interface AcceptedMessage {

@@ -8,7 +8,7 @@
 import { StringDecoder } from 'node:string_decoder';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
-import type { ListenerKind } from '../types.js';
+import type { ListenerKind } from '../../mail/types.js';
 import type { SmtpFront } from '../../smtp/front.js';
 import { MemorySocket } from './memory-socket.js';
 

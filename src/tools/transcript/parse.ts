@@ -1,6 +1,6 @@
 // The transcript format of `mta test` (SPEC §11.3): `*.smtp` files of client
 // lines, expected reply prefixes and `@` directives, sessions separated by
-// `---`. This module only reads the text; src/policy/transcript/run.ts plays
+// `---`. This module only reads the text; src/tools/transcript/run.ts plays
 // it. Every problem is reported with its line, and a file with a problem is
 // not run at all (a half-understood test must not pass).
 //
@@ -15,8 +15,8 @@ import net from 'node:net';
 import { defaultConfig } from '../../config/schema.js';
 import { parseDuration } from '../../config/units.js';
 import { applySet } from '../../config/validate.js';
-import type { ListenerKind } from '../types.js';
-import type { StubRecord } from '../env.js';
+import type { ListenerKind } from '../../mail/types.js';
+import type { StubRecord } from '../../policy/env.js';
 
 export type ExpectCheck =
   | { kind: 'queued'; count: number }

@@ -4,7 +4,7 @@
 // (relayTestInProcess); both give the same report.
 
 import type { Logger } from 'pino';
-import type { PolicyVersion } from '../policy/load.js';
+import type { PolicyVersion } from '../../policy/load.js';
 import { runProbeInProcess } from './in-process.js';
 import { controlProbe, relayProbes, type ProbeDomains, type RelayProbe } from './probes.js';
 import type { RelayTestReport } from './report.js';

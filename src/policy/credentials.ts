@@ -1,14 +1,14 @@
 // The SASL credentials of the AUTH in progress, handed to the authenticate
 // stage (SPEC §7.3: auth::credentials()).
 //
-// StageRunner.run() (src/policy/types.ts) has no parameter for them; the
+// StageRunner.run() (src/mail/types.ts) has no parameter for them; the
 // policy runner (src/policy/runner.ts) takes them as an optional fifth
 // argument, `{ credentials }`, and the front passes them that way — never
 // on the session, so they cannot leak through a serialisation of it. The
 // password is wiped once the stage is over (SPEC §5.5).
 
-import type { MessageView } from '../builtins/host.js';
-import type { Session, Stage, StageOutcome, StageRunner, Transaction } from '../policy/types.js';
+import type { MessageView } from '../mail/types.js';
+import type { Session, Stage, StageOutcome, StageRunner, Transaction } from '../mail/types.js';
 
 export interface AuthCredentials {
   type: 'Verify';

@@ -179,9 +179,36 @@ export interface StageRunner {
     stage: Stage,
     session: Session,
     txn: Transaction | null,
-    message?: import('../builtins/host.js').MessageView | null,
+    message?: MessageView | null,
     extra?: { credentials?: { mechanism: string; authid: string; authpass: string } },
   ): Promise<StageOutcome>;
   /** Whether the stage map has directives for a stage (empty rcpt → relay guard; AUTH advertised). */
   hasRules(stage: Stage): boolean;
 }
+
+/** The message under evaluation, from preq on. */
+export interface MessageView {
+  /** Header fields in order, as raw lines (continuations included). */
+  headers(): Array<{ name: string; raw: string; value: string }>;
+  /** The whole message as written to the spool (CRLF line ends). */
+  raw(): Buffer;
+}
+
+/** What a post-queue stage does to the queued message (SPEC §5.3, §5.7), decided by src/policy/stage-machine.ts. */
+export type AfterQueueAction =
+  /** next, accept, faccept: commit the effects and go on; faccept at postq skips the delivery stage. */
+  | { kind: 'continue'; skipDelivery: boolean }
+  /** deny, reject, info, or an accept carrying a 4xx/5xx reply: the message goes to dead/. */
+  | { kind: 'dead'; reason: string }
+  | { kind: 'quarantine'; name: string }
+  /** A rule error or time-out: deferred and run again later, or dead/ with `vsl.error_status = deny`. */
+  | { kind: 'failed'; why: string; toDead: boolean };
+
+export interface AfterQueueDecision {
+  verdict: Verdict;
+  effects: StageEffect[];
+  action: AfterQueueAction;
+}
+
+/** What a status remembered before queueing does to a queued message (SPEC §5.4). */
+export type RememberedAfterQueue = { kind: 'deny' } | { kind: 'quarantine'; name: string } | { kind: 'faccept' };

@@ -7,17 +7,16 @@
 // command keeps nothing of what its stage wrote).
 
 import type { Logger } from 'pino';
-import type { FrontStage } from '../policy/apply.js';
-import { addressText, type Recipient, type Session, type StageEffect, type Transaction } from '../policy/types.js';
-import { applyEnvelopeEffect, applyHeaderEffect, applyMessageEdit, isEnvelopeEffect, pendingHeaderBlock, type EnvelopeTarget } from '../mail/effects.js';
-import type { MessageDraft } from './message.js';
+import type { FrontStage } from './apply.js';
+import { addressText, type Recipient, type Session, type StageEffect, type Transaction } from '../mail/types.js';
+import { applyEnvelopeEffect, applyHeaderEffect, applyMessageEdit, isEnvelopeEffect, pendingHeaderBlock, type EditableMessage, type EnvelopeTarget } from '../mail/effects.js';
 
 export interface EffectTarget {
   stage: FrontStage;
   session: Session;
   txn: Transaction | null;
   /** From preq on: the message itself. */
-  draft: MessageDraft | null;
+  draft: EditableMessage | null;
   /** From:/To: edits made before DATA, applied to the message at end of DATA. */
   deferredMessageEdits: StageEffect[] | null;
 }

@@ -1,12 +1,12 @@
 // Runs relay probes in-process against a loaded policy (`mta relay-test
-// --config main.vsl`), through src/policy/explain.ts: the same path parser,
+// --config main.vsl`), through src/tools/explain.ts: the same path parser,
 // stages, relay guard and status table the server uses, with no socket and
 // no writes. The stage rows of explain() become the replies a client would
 // have read.
 
 import type { Logger } from 'pino';
-import { explain, type ExplainRow } from '../policy/explain.js';
-import type { PolicyVersion } from '../policy/load.js';
+import { explain, type ExplainRow } from '../explain.js';
+import type { PolicyVersion } from '../../policy/load.js';
 import type { RelayProbe } from './probes.js';
 import { judgeReply, type ProbeResult, type ProbeStep } from './verdict.js';
 
