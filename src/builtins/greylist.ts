@@ -12,8 +12,8 @@ import { isIP } from 'node:net';
 import { parseDuration } from '../config/units.js';
 import { addressText } from '../policy/types.js';
 import type { MailAddress } from '../policy/types.js';
-import { makeStatus } from '../vsl/runtime/status.js';
-import { fnError, isMap, type Value } from '../vsl/runtime/value.js';
+import { makeStatus } from '../vsl/values/status.js';
+import { fnError, isMap, type Value } from '../vsl/values/value.js';
 import type { Clock, HostBuiltin, StateStore } from './host.js';
 
 export const GREYLIST_REPLY = '451 4.7.1 Greylisted, please try again later';

@@ -11,7 +11,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Header, Session, Stage, StageEffect, Transaction } from '../policy/types.js';
-import type { Value } from '../vsl/runtime/value.js';
+import type { Value } from '../vsl/values/value.js';
 
 /** DNS failure classes every resolver user distinguishes. */
 export type DnsErrorCode = 'NXDOMAIN' | 'NODATA' | 'SERVFAIL' | 'TIMEOUT' | 'REFUSED' | 'FORMERR' | 'ERROR';

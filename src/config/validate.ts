@@ -4,8 +4,8 @@
 // the key's path, never a surprise at runtime.
 
 import { levenshtein } from '../vsl/compiler.js';
-import { textOf } from '../vsl/runtime/objects.js';
-import { VObject, type Value } from '../vsl/runtime/value.js';
+import { textOf } from '../vsl/values/objects.js';
+import { VObject, type Value } from '../vsl/values/value.js';
 import { defaultConfig, type Config } from './schema.js';
 import { parseDuration, parseSize } from './units.js';
 

@@ -9,7 +9,7 @@ import { PolicyRunner } from './runner.js';
 import { applyVerdict, makeReply, type FrontStage } from './apply.js';
 import { relayGuardConfig, relayGuardVerdict } from './relay-guard.js';
 import { receivedHeader } from './received.js';
-import { parsePath } from '../vsl/runtime/address.js';
+import { parsePath } from '../vsl/values/address.js';
 import { MessageDraft, parseMessage } from '../smtp/message.js';
 import type { Logger } from 'pino';
 import type { MailAddress, Remembered, Reply, Session, Stage, StageEffect, Transaction, Verdict } from './types.js';

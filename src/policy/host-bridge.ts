@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { CompiledPolicy } from '../vsl/compiler.js';
 import type { HostBuiltin, HostCall, HostEnv, MessageView, Effects } from '../builtins/host.js';
 import { arityOk, arityText } from '../vsl/catalog.js';
-import { VslError, fnError, type Value } from '../vsl/runtime/value.js';
+import { VslError, fnError, type Value } from '../vsl/values/value.js';
 import { STAGES, stageIndex, type Header, type Session, type Stage, type StageEffect, type Transaction } from './types.js';
 import { fcrdns } from '../builtins/dns/resolver.js';
 

@@ -4,8 +4,8 @@
 
 import type { Logger } from 'pino';
 import type { MessageView } from '../builtins/host.js';
-import { toReply } from '../vsl/runtime/code.js';
-import type { ContextData } from '../vsl/runtime/intrinsics.js';
+import { toReply } from '../vsl/values/code.js';
+import type { ContextData } from '../vsl/values/context-wire.js';
 import { RecordingEffects, type EvalState } from './host-bridge.js';
 import type { PolicyVersion } from './load.js';
 import type { Session, Stage, StageOutcome, StageRunner, Transaction, Verdict } from './types.js';

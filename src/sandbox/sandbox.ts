@@ -26,11 +26,11 @@ import {
 } from 'quickjs-emscripten';
 import type { CompiledPolicy } from '../vsl/compiler.js';
 import type { Pos } from '../vsl/ast.js';
-import { decodeValue, toWire } from '../vsl/runtime/wire.js';
-import { Status, statusFromWire } from '../vsl/runtime/status.js';
-import { encodeContext } from '../vsl/runtime/context-wire.js';
-import type { ContextData } from '../vsl/runtime/intrinsics.js';
-import { VslError, type Value } from '../vsl/runtime/value.js';
+import { decodeValue, toWire } from '../vsl/values/wire.js';
+import { Status, statusFromWire } from '../vsl/values/status.js';
+import { encodeContext } from '../vsl/values/context-wire.js';
+import type { ContextData } from '../vsl/values/context-wire.js';
+import { VslError, type Value } from '../vsl/values/value.js';
 
 /** Must equal GUEST_PROTOCOL in src/vsl/runtime/guest-entry.ts (not imported: that module is the guest bundle's entry). */
 const GUEST_PROTOCOL = 2;

@@ -8,7 +8,7 @@ import { isUtf8 } from 'node:buffer';
 import type { Logger } from 'pino';
 import type { Applied } from '../policy/apply.js';
 import { addressText, type Reply, type Transaction } from '../policy/types.js';
-import { parsePath, parsePathArgument } from '../vsl/runtime/address.js';
+import { parsePath, parsePathArgument } from '../vsl/values/address.js';
 import { handleAuth, handleAuthContinuation, type SaslState } from './auth.js';
 import type { FrontContext, ListenerContext } from './context.js';
 import { receiveMessage } from './data.js';

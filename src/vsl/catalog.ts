@@ -2,14 +2,14 @@
 // compiler resolves calls against (SPEC §2.8, §5, §6, §7, §8, Appendix A).
 //
 // Three kinds of implementation:
-//   guest   – pure code inside the sandbox (src/vsl/runtime/intrinsics.ts), e.g.
+//   guest   – pure code inside the sandbox (src/vsl/guest/intrinsics.ts), e.g.
 //             ctx:: getters, object constructors. No boundary crossing.
 //   host    – a HostBuiltin registered by src/builtins/ (I/O or host data),
 //             reached through the sandbox bridge.
 //   stdlib  – a function written in vSL under stdlib/ (state::deny,
 //             check_rcpt_relay, …), compiled with the policy.
 // The runtime globals of §2.8 (type_of, parse_int, …) are resolved by
-// src/vsl/runtime/methods.ts and need no entry here.
+// src/vsl/guest/methods.ts and need no entry here.
 
 import type { Stage } from '../policy/types.js';
 

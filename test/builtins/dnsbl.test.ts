@@ -11,7 +11,7 @@ import {
   parseZone,
   rhsblLookup,
 } from '../../src/builtins/dnsbl.js';
-import { VslError } from '../../src/vsl/runtime/value.js';
+import { VslError } from '../../src/vsl/values/value.js';
 import { startDnsServer, type DnsTestServer, type Records } from '../helpers/dns-server.js';
 import { findBuiltin, makeHostCall, type HostCallInit, statusReply } from '../helpers/host-call.js';
 

@@ -27,7 +27,7 @@ import {
 import type { LegacyProbe } from '../../src/builtins/legacy/probe.js';
 import type { Config } from '../../src/config/schema.js';
 import type { MailAddress } from '../../src/policy/types.js';
-import { Status } from '../../src/vsl/runtime/status.js';
+import { Status } from '../../src/vsl/values/status.js';
 import { makeHostCall } from '../helpers/host-call.js';
 
 const MAPPINGS = fromRoot('examples/msgsrv/mappings');

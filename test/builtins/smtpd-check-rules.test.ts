@@ -23,7 +23,7 @@ import {
   type SmtpdRules,
 } from '../../src/builtins/legacy/smtpd-check-rules.js';
 import type { MailAddress } from '../../src/policy/types.js';
-import { Status } from '../../src/vsl/runtime/status.js';
+import { Status } from '../../src/vsl/values/status.js';
 import { makeHostCall } from '../helpers/host-call.js';
 
 const ESMITH = fromRoot('examples/esmith/smtpd_check_rules');

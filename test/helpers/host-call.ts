@@ -32,9 +32,9 @@ import {
 } from '../../src/builtins/host.js';
 import { MemoryStateStore } from '../../src/builtins/state/memory.js';
 import type { Header, MailAddress, Session, Stage, StageEffect, Transaction } from '../../src/policy/types.js';
-import { replyLines } from '../../src/vsl/runtime/code.js';
-import { Status } from '../../src/vsl/runtime/status.js';
-import { VslError, type Value } from '../../src/vsl/runtime/value.js';
+import { replyLines } from '../../src/vsl/values/code.js';
+import { Status } from '../../src/vsl/values/status.js';
+import { VslError, type Value } from '../../src/vsl/values/value.js';
 
 export const TEST_HOSTNAME = 'mx.example.test';
 

@@ -10,8 +10,8 @@ import {
   parsePath,
   parsePathArgument,
   type PathOptions,
-} from '../../src/vsl/runtime/address.js';
-import { asciiOnlyPlatform, platform, setPlatform } from '../../src/vsl/runtime/platform.js';
+} from '../../src/vsl/values/address.js';
+import { asciiOnlyPlatform, platform, setPlatform } from '../../src/vsl/values/platform.js';
 
 installNodePlatform();
 

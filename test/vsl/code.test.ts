@@ -11,10 +11,10 @@ import {
   predefinedCode,
   replyLines,
   toReply,
-} from '../../src/vsl/runtime/code.js';
-import { DEFAULT_DENY_REPLY, Status, makeStatus, statusFromWire } from '../../src/vsl/runtime/status.js';
-import { VslError, type Value } from '../../src/vsl/runtime/value.js';
-import { regex } from '../../src/vsl/runtime/objects.js';
+} from '../../src/vsl/values/code.js';
+import { DEFAULT_DENY_REPLY, Status, makeStatus, statusFromWire } from '../../src/vsl/values/status.js';
+import { VslError, type Value } from '../../src/vsl/values/value.js';
+import { regex } from '../../src/vsl/values/objects.js';
 
 function fields(c: Code): [number, string, string] {
   return [c.code, c.enhanced, c.message];

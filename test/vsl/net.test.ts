@@ -19,7 +19,7 @@ import {
   reversedV6,
   sameCidr,
   sameIp,
-} from '../../src/vsl/runtime/net.js';
+} from '../../src/vsl/values/net.js';
 
 function ip(s: string) {
   const v = parseIp(s);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { installNodePlatform } from '../../src/vsl/host-platform.js';
-import { code } from '../../src/vsl/runtime/code.js';
+import { code } from '../../src/vsl/values/code.js';
 import {
   Address,
   Fqdn,
@@ -17,9 +17,9 @@ import {
   regex,
   textOf,
   toWire,
-} from '../../src/vsl/runtime/objects.js';
-import { makeStatus } from '../../src/vsl/runtime/status.js';
-import { VChar, VFn, VObject, VRange, VslError, type Value } from '../../src/vsl/runtime/value.js';
+} from '../../src/vsl/values/objects.js';
+import { makeStatus } from '../../src/vsl/values/status.js';
+import { VChar, VFn, VObject, VRange, VslError, type Value } from '../../src/vsl/values/value.js';
 
 installNodePlatform();
 

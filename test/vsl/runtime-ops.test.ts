@@ -35,8 +35,8 @@ import {
   shr,
   sub,
   typeOf,
-} from '../../src/vsl/runtime/ops.js';
-import { I64_MAX, I64_MIN, VChar, VFn, VObject, VRange, VslError, type Value } from '../../src/vsl/runtime/value.js';
+} from '../../src/vsl/guest/ops.js';
+import { I64_MAX, I64_MIN, VChar, VFn, VObject, VRange, VslError, type Value } from '../../src/vsl/values/value.js';
 
 const MAX = I64_MAX;
 const MIN = I64_MIN;

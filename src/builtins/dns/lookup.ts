@@ -3,7 +3,7 @@
 // found" from "found" with try/catch, and on errors and timeouts.
 
 import { DnsError, type HostBuiltin, type HostCall, type Resolver } from '../host.js';
-import { fnError, type Value } from '../../vsl/runtime/value.js';
+import { fnError, type Value } from '../../vsl/values/value.js';
 import { argText, checkArity, dnsFailure, dnsTimeoutMs } from './call-args.js';
 import { normaliseIp } from './names.js';
 

@@ -7,9 +7,9 @@
 
 import { parseDuration } from '../../config/units.js';
 import { stageIndex, type Stage } from '../../policy/types.js';
-import type { Status } from '../../vsl/runtime/status.js';
-import { makeStatus } from '../../vsl/runtime/status.js';
-import { VObject, VslError, fnError, isArray, isMap, type Value } from '../../vsl/runtime/value.js';
+import type { Status } from '../../vsl/values/status.js';
+import { makeStatus } from '../../vsl/values/status.js';
+import { VObject, VslError, fnError, isArray, isMap, type Value } from '../../vsl/values/value.js';
 import { argText, checkArity, dnsFailure, dnsTimeoutMs, dnsblTimeoutMs, statusFor } from '../dns/call-args.js';
 import { DnsError, type HostBuiltin, type HostCall } from '../host.js';
 import { dataFileCacheFor, resolveDataPath, resolveMapSpec, type DataFileKind } from './data-files.js';

@@ -15,7 +15,7 @@
 import type { Logger } from 'pino';
 import { addressText, stageIndex, type Header, type MailAddress, type Stage } from '../../policy/types.js';
 import { DnsError } from '../host.js';
-import { parseIPv4, parseIPv6, parseIp } from '../../vsl/runtime/net.js';
+import { parseIPv4, parseIPv6, parseIp } from '../../vsl/values/net.js';
 import {
   addressKeys,
   clientKeys,

@@ -34,7 +34,7 @@ import {
   parseIPv6,
   parseIp,
   type Cidr,
-} from '../../vsl/runtime/net.js';
+} from '../../vsl/values/net.js';
 import type { LegacyDecision } from './decision.js';
 import { DiagnosticSink, columnOf, splitLines, type Parsed } from './diagnostics.js';
 import { compileGlob, globMatch, type Glob } from './glob.js';

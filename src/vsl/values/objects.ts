@@ -489,3 +489,7 @@ function quoted(v: Value): string {
   const t = textOf(v);
   return t !== undefined ? `'${t}'` : `(a value of type ${typeName(v)})`;
 }
+
+/** The types of v1 `object` declarations (SPEC §6.2) and of `file:` elements. */
+export const OBJECT_TYPES = new Set(['ip4', 'ip6', 'rg4', 'rg6', 'fqdn', 'address', 'identifier', 'string', 'regex', 'file', 'group', 'code']);
+export const ELEMENT_TYPES = new Set(['ip4', 'ip6', 'rg4', 'rg6', 'fqdn', 'address', 'identifier', 'string', 'regex']);

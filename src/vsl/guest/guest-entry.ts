@@ -14,14 +14,14 @@
 
 import * as ops from './ops.js';
 import { callGlobal, callMethod } from './methods.js';
-import { toStr } from './format.js';
+import { toStr } from '../values/format.js';
 import * as support from './support.js';
 import * as bi from './intrinsics.js';
-import { Status } from './status.js';
-import { decodeValue, toWire } from './wire.js';
-import { setPlatform } from './platform.js';
-import { decodeContext } from './context-wire.js';
-import { VslError, VslFatal, type Value } from './value.js';
+import { Status } from '../values/status.js';
+import { decodeValue, toWire } from '../values/wire.js';
+import { setPlatform } from '../values/platform.js';
+import { decodeContext } from '../values/context-wire.js';
+import { VslError, VslFatal, type Value } from '../values/value.js';
 import type { EvalCtx, ServerInfo } from './intrinsics.js';
 
 declare const globalThis: Record<string, unknown>;
