@@ -28,6 +28,7 @@ const ENUMS: Record<string, string[]> = {
   'logs.level': ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'],
   'logs.format': ['json', 'pretty'],
   'server.tls.min_version': ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'],
+  'server.smtp.helo_syntax': ['lenient', 'strict'],
 };
 
 /** Converts a runtime value to plain JSON-ish data (ints to numbers, objects to their text). */

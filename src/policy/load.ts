@@ -14,7 +14,7 @@ import type * as A from '../vsl/ast.js';
 import { loadSources, type SourceFile } from '../vsl/loader.js';
 import { compilePolicy, type CompiledPolicy } from '../vsl/compiler.js';
 import type { Diagnostic } from '../vsl/diagnostics.js';
-import type { HostBuiltinRef } from '../vsl/catalog.js';
+import { STDLIB_NAMESPACES, type HostBuiltinRef } from '../vsl/catalog.js';
 import { PolicySandbox, GuestFailure, type StageRun, type GuestError } from '../sandbox/sandbox.js';
 import { defaultConfig, type Config } from '../config/schema.js';
 import { applySet, configFromValue, ConfigError, finishConfig } from '../config/validate.js';
@@ -92,7 +92,7 @@ function loadStdlib(): Array<{ file: SourceFile; namespace: string }> {
   if (stdlibCache) return stdlibCache;
   const dir = stdlibDir();
   const out: Array<{ file: SourceFile; namespace: string }> = [];
-  for (const [name, ns] of [['state', 'state'], ['code', 'code'], ['prelude', '']] as const) {
+  for (const [name, ns] of [...STDLIB_NAMESPACES.map((n) => [n, n] as const), ['prelude', ''] as const]) {
     const loaded = loadSources(path.join(dir, `${name}.vsl`));
     if (loaded.diagnostics.some((d) => d.severity === 'error')) {
       throw new Error(`stdlib/${name}.vsl: ${loaded.diagnostics.map((d) => d.message).join('; ')}`);

@@ -8,7 +8,7 @@
 //   2. The lint (SPEC §11.2): load errors and warnings that need only the
 //      syntax tree and the resolved names — on_config doing I/O, actions
 //      ending in a status, rules that cannot return one, CIDR literals with
-//      host bits, unused imports — and the facts the loader checks once the
+//      host bits, unused imports, unsupported vSMTP calls — and the facts the loader checks once the
 //      stage map is known (data files named by literals, the stage map's
 //      positions, the names the policy calls); stageWarnings() turns those
 //      into the stage-map warnings.
@@ -18,6 +18,7 @@
 import path from 'node:path';
 import * as A from './ast.js';
 import type { Diagnostic, DiagnosticList } from './diagnostics.js';
+import { V1_GLOBAL_NAMESPACES } from './catalog.js';
 import type { FnInfo, Program, Resolved, Scope, Unit } from './resolve.js';
 import { formatCidr, parseCidr } from './values/net.js';
 
@@ -168,6 +169,7 @@ export function lint(prog: Program, diagnostics: DiagnosticList): LintFacts {
           facts.calledNames.add(e.callee[e.callee.length - 1]!);
         }
         noteCallDataFile(u, e, facts);
+        if (!u.stdlib) unsupportedCallWarning(e, diagnostics);
       }
       if (e.kind === 'Path' && e.segments.length > 1) usedAliases.add(e.segments[0]!);
       if (e.kind === 'Directive') directiveWarnings(e, diagnostics);
@@ -220,6 +222,13 @@ function directiveWarnings(e: A.Directive, diagnostics: DiagnosticList): void {
     diagnostics.warn(e.namePos, `rule "${e.name}" can never return a status (its block ends in a statement)`,
       'end the block with a status, e.g. `next()`, or make it an action');
   }
+}
+
+/** vSMTP names that load here but always fail when run (stdlib/prelude.vsl says why). */
+function unsupportedCallWarning(e: A.Call, diagnostics: DiagnosticList): void {
+  const name = e.callee[e.callee.length - 1]!;
+  if (name !== 'send_mail' || (e.callee.length > 1 && !V1_GLOBAL_NAMESPACES.includes(e.callee[0]!))) return;
+  diagnostics.warn(e.pos, 'send_mail is not supported: the call raises a runtime error', 'deliver notifications with transport:: or a separate mailer');
 }
 
 /** `rg4("10.0.0.1/8")` means 10.0.0.0/8: say so (SPEC §6.1). */

@@ -49,7 +49,7 @@ import {
   type FnInfo, type Program, type ScriptRef, type Unit,
 } from './resolve.js';
 import { SERVICE_METHODS, closureIo, isPointerCall } from './check.js';
-import { ELEMENT_TYPES, OBJECT_TYPES } from './values/objects.js';
+import { ELEMENT_TYPES, OBJECT_TYPES, declarationType } from './values/objects.js';
 
 export interface Emitted {
   js: string;
@@ -854,6 +854,9 @@ class Emitter {
   private ident(e: A.Ident): string {
     const v = lookupVar(this.scope, e.name);
     if (v) return v.js;
+    // vSMTP 1.x scripts read their object and service declarations by bare name
+    // inside functions and rules; they are immutable constants, as global::NAME.
+    if (this.unit.v1Decls.has(e.name)) return `$G[${JSON.stringify(e.name)}]`;
     if (ENGINE_CONSTANTS.includes(e.name)) return `$.bi.constant(x, ${JSON.stringify(e.name)})`;
     throw this.unknownVariable(e);
   }
@@ -941,7 +944,6 @@ class Emitter {
       if (e.args.length !== 1) throw new CompileError(e.pos, `${segs[0]} takes 1 argument`);
       return `$.bi.print${this.mark(e.pos)}(x, ${JSON.stringify(segs[0])}, ${a}, ${this.posId(e.pos)})`;
     }
-    if (segs[0] === 'sys' && !this.unit.stdlib) throw new CompileError(e.pos, `unknown function '${full}'`);
     const r = this.prog.resolveStatic(this.unit, segs, e.args.length, this.scope);
     if (!r) {
       // A local variable holding a function pointer: `f(x)`.
@@ -1111,22 +1113,24 @@ class Emitter {
   }
 
   private objectDecl(e: A.ObjectDecl): string {
+    const type = declarationType(e.type);
+    const element = e.element === undefined ? undefined : declarationType(e.element);
     // The type is syntax: check it here, at its position, rather than at load.
-    if (!OBJECT_TYPES.has(e.type)) {
+    if (!OBJECT_TYPES.has(type)) {
       throw new CompileError(e.typePos, `unknown object type '${e.type}'`, `types are ${[...OBJECT_TYPES].join(' ')}`);
     }
-    if (e.type === 'file' && !e.element) {
+    if (type === 'file' && !element) {
       throw new CompileError(e.typePos, 'object type file needs an element type', `e.g. object ${e.name} file:fqdn = "list.txt";`);
     }
-    if (e.element !== undefined && e.type !== 'file') {
+    if (element !== undefined && type !== 'file') {
       throw new CompileError(e.typePos, `object type ${e.type} takes no element type`);
     }
-    if (e.element !== undefined && !ELEMENT_TYPES.has(e.element)) {
+    if (element !== undefined && !ELEMENT_TYPES.has(element)) {
       throw new CompileError(e.typePos, `unknown element type '${e.element}'`, `element types are ${[...ELEMENT_TYPES].join(' ')}`);
     }
     const v = this.expr(e.value);
     // An invalid value is reported at the value (SPEC §6.1: a load error at load).
-    const call = `$.bi.v1_object${this.mark(e.value.pos)}(x, ${JSON.stringify(e.type)}, ${JSON.stringify(e.element ?? null)}, ${v}, ${this.posId(e.value.pos)})`;
+    const call = `$.bi.v1_object${this.mark(e.value.pos)}(x, ${JSON.stringify(type)}, ${JSON.stringify(element ?? null)}, ${v}, ${this.posId(e.value.pos)})`;
     return this.bindDecl(e.name, e.namePos, call);
   }
 

@@ -12,7 +12,7 @@ import { forEachChild } from './ast.js';
 import type { DiagnosticList } from './diagnostics.js';
 import type { LoadedSources, SourceFile } from './loader.js';
 import {
-  GUEST_BUILTINS, HOST_ALIASES, arityOk, arityText, type BuiltinRef, type HostBuiltinRef,
+  GUEST_BUILTINS, HOST_ALIASES, V1_GLOBAL_NAMESPACES, arityOk, arityText, type BuiltinRef, type HostBuiltinRef,
 } from './catalog.js';
 import { hasGlobalFunction } from './guest/methods.js';
 
@@ -71,6 +71,8 @@ export interface Unit {
   namespace: string | null;
   fns: Map<string, Map<number, FnInfo>>;
   topConsts: Map<string, string>; // name -> js var (assigned by the emitter)
+  /** v1 `object`/`service` declarations: also visible by bare name inside functions (vSMTP 1.x). */
+  v1Decls: Set<string>;
   topLets: Set<string>;
   exportsValues: Map<string, string>; // export name -> local name
   topImports: Map<string, number>; // alias -> module index
@@ -143,7 +145,7 @@ export class Program {
     for (const f of all) {
       const unit: Unit = {
         index: this.units.length, file: f.file, stdlib: f.stdlib, namespace: f.namespace,
-        fns: new Map(), topConsts: new Map(), topLets: new Set(), exportsValues: new Map(), topImports: new Map(),
+        fns: new Map(), topConsts: new Map(), v1Decls: new Set(), topLets: new Set(), exportsValues: new Map(), topImports: new Map(),
       };
       this.units.push(unit);
       if (!f.stdlib) this.byPath.set(f.file.path, unit);
@@ -219,6 +221,7 @@ export class Program {
           // v1 `object`/`service` declarations, nested ones included, are top-level constants (SPEC §6.2).
           forEachDecl(s.expr, (d) => {
             u.topConsts.set(d.name, '');
+            u.v1Decls.add(d.name);
             u.exportsValues.set(d.name, d.name);
           });
           break;
@@ -240,11 +243,7 @@ export class Program {
       const name = segments[0]!;
       const own = u.fns.get(name)?.get(argc);
       if (own) return scriptRef(u.index, own);
-      for (const su of this.globalStdlib) {
-        const f = su.fns.get(name)?.get(argc);
-        if (f && !f.isPrivate) return scriptRef(su.index, f);
-      }
-      return this.resolveBuiltin(name, argc);
+      return this.resolveGlobal(name, argc);
     }
     // Namespaced: an import alias chain first.
     const head = segments[0]!;
@@ -264,10 +263,20 @@ export class Program {
         const f = ns.fns.get(name)?.get(argc);
         if (f && !f.isPrivate) return scriptRef(ns.index, f);
       }
-      if (head === 'sys' && !u.stdlib) return null;
+      // vSMTP 1.x `vsl::f()` and `sys::f()` are the global f; in stdlib/, sys:: names internal primitives.
+      if (V1_GLOBAL_NAMESPACES.includes(head) && !(head === 'sys' && u.stdlib)) return this.resolveGlobal(name, argc);
       return this.resolveBuiltin(`${head}::${name}`, argc);
     }
     return null;
+  }
+
+  /** A global name: a stdlib function written in vSL, else a built-in. */
+  private resolveGlobal(name: string, argc: number): Resolved | null {
+    for (const su of this.globalStdlib) {
+      const f = su.fns.get(name)?.get(argc);
+      if (f && !f.isPrivate) return scriptRef(su.index, f);
+    }
+    return this.resolveBuiltin(name, argc);
   }
 
   private resolveBuiltin(name: string, argc: number): Resolved | null {
@@ -374,7 +383,7 @@ function forEachDecl(e: A.Expr, cb: (d: A.ObjectDecl | A.ServiceDecl) => void): 
 
 /** A "did you mean" for an unknown function name. */
 export function suggestFunction(full: string): string | undefined {
-  const known = [...Object.keys(GUEST_BUILTINS), ...Object.keys(HOST_ALIASES)];
+  const known = [...Object.keys(GUEST_BUILTINS), ...Object.keys(HOST_ALIASES)].filter((k) => !k.startsWith('sys::'));
   const close = known.find((k) => levenshtein(k, full) <= 2);
   return close ? `did you mean ${close}?` : undefined;
 }

@@ -91,6 +91,8 @@ interface Module {
 let modules: Module[] = [];
 const stageMap = new Map<string, support.Directive[]>();
 const STAGES = ['connect', 'helo', 'authenticate', 'mail', 'rcpt', 'preq', 'postq', 'delivery'];
+/** vSMTP 1.1 called the end-of-data stage `data`; it is preq (with both keys, their rules run in the order written). */
+const STAGE_ALIASES: Record<string, string> = { data: 'preq' };
 
 function loadCtx(stage: 'load' | 'config'): EvalCtx {
   return { id: 0, stage, si: -1, depth: 0, rule: '', ri: -1, c: null };
@@ -175,10 +177,11 @@ function buildStageMap(v: Value): InitError | null {
   stageMap.clear();
   if (!(v instanceof Map)) return { kind: 'not_map', type: ops.typeOf(v) };
   const seen = new Map<string, support.Directive>();
-  for (const [key, value] of v) {
+  for (const [written, value] of v) {
+    const key = Object.prototype.hasOwnProperty.call(STAGE_ALIASES, written) ? STAGE_ALIASES[written]! : written;
     if (!STAGES.includes(key)) return { kind: 'unknown_stage', key };
-    if (!Array.isArray(value)) return { kind: 'not_array', key, type: ops.typeOf(value) };
-    const list: support.Directive[] = [];
+    if (!Array.isArray(value)) return { kind: 'not_array', key: written, type: ops.typeOf(value) };
+    const list: support.Directive[] = stageMap.get(key) ?? [];
     const add = (items: Value[]): InitError | null => {
       for (const item of items) {
         if (Array.isArray(item)) {
@@ -190,7 +193,7 @@ function buildStageMap(v: Value): InitError | null {
           seen.set(item.name, item);
           list.push(item);
         } else {
-          return { kind: 'bad_element', key, type: ops.typeOf(item) };
+          return { kind: 'bad_element', key: written, type: ops.typeOf(item) };
         }
       }
       return null;

@@ -436,8 +436,11 @@ export const net_rg_172 = (): Rg4 => NET_172;
 export const net_rg_10 = (): Rg4 => NET_10;
 export const net_non_routable = (): Rg4[] => [NET_192, NET_172, NET_10];
 
-export function constant(_x: EvalCtx, name: string): Value {
+export function constant(x: EvalCtx, name: string): Value {
   switch (name) {
+    // vSMTP 1.x read the clock through the variables `time` and `date` (v2: time::now(), time::date()).
+    case 'time': return time_now(x);
+    case 'date': return time_date(x);
     case 'net_192': return NET_192;
     case 'net_172': return NET_172;
     case 'net_10': return NET_10;
