@@ -147,6 +147,13 @@ export const ENGINE_CONSTANTS = [
  */
 export const V1_GLOBAL_NAMESPACES = ['vsl', 'sys'];
 
+/** vSMTP 1.0–1.1 read the handles as variables: `ctx.helo` is `ctx().helo` (SPEC §4.2, §7.2). */
+export const V1_HANDLE_VALUES: Record<string, string> = {
+  ctx: 'ctx_handle',
+  msg: 'msg_handle',
+  srv: 'srv_handle',
+};
+
 /** Engine values reached by path (SPEC §7.11): `cfg::server`, `cfg::app`, v1 `toml::server`, `toml::app`. */
 export const ENGINE_PATHS: Record<string, string> = {
   'cfg::server': 'cfg_server',

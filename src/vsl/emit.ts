@@ -43,7 +43,7 @@
 
 import type * as A from './ast.js';
 import type { DiagnosticList } from './diagnostics.js';
-import { ENGINE_CONSTANTS, ENGINE_PATHS, GUEST_BUILTINS, V2_CODE_NAMES } from './catalog.js';
+import { ENGINE_CONSTANTS, ENGINE_PATHS, GUEST_BUILTINS, V1_HANDLE_VALUES, V2_CODE_NAMES } from './catalog.js';
 import {
   CompileError, RESERVED, Scope, entry, lookupVar, scriptRef, suggestFunction, visibleBeyondBoundary,
   type FnInfo, type Program, type ScriptRef, type Unit,
@@ -858,6 +858,8 @@ class Emitter {
     // inside functions and rules; they are immutable constants, as global::NAME.
     if (this.unit.v1Decls.has(e.name)) return `$G[${JSON.stringify(e.name)}]`;
     if (ENGINE_CONSTANTS.includes(e.name)) return `$.bi.constant(x, ${JSON.stringify(e.name)})`;
+    const handle = entry(V1_HANDLE_VALUES, e.name);
+    if (handle !== undefined) return `$.bi.${handle}(x)`;
     throw this.unknownVariable(e);
   }
 

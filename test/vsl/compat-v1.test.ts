@@ -185,7 +185,7 @@ S: 250 2.1.5
     });
   });
 
-  test('packet in a 1.1 authentication script loads; PLAIN credentials are "Verify", so the script decides', async () => {
+  test('packet (1.0: vsl::send) in a 1.1 authentication script loads; PLAIN credentials are "Verify", so the script decides', async () => {
     await assertTranscriptsPass({
       'main.vsl': `${CONFIG}
 #{
@@ -195,6 +195,7 @@ S: 250 2.1.5
       switch ctx().auth.type {
         "Verify" => if db[ctx().auth.authid] == ctx().auth.authpass { accept() } else { deny() },
         "Query" => packet(db[ctx().auth.authid]),
+        "Other" => vsl::send(db[ctx().auth.authid]),
       }
     },
   ],
@@ -318,6 +319,29 @@ C: RCPT TO:<mary@compat.test>
 S: 250
 S: 250
 S: 250 2.1.5
+`,
+    });
+  });
+
+  test('1.0–1.1 scripts read the context as a variable: ctx.helo is ctx().helo', async () => {
+    await assertTranscriptsPass({
+      'main.vsl': `${CONFIG}
+object bar fqdn = "example.com";
+#{
+  helo: [ rule "helo" || if ctx.helo is bar { sys::next() } else { sys::deny("554 5.7.1 helo " + ctx.helo) } ],
+  mail: [ rule "domain" || if ctx.mail_from.domain == "satan.org" { sys::deny("501 5.7.1 satan") } else { sys::next() } ],
+}
+`,
+    }, {
+      'ctx.smtp': `S: 220
+C: HELO example.com
+S: 250
+C: MAIL FROM:<lucifer@satan.org>
+S: 501 5.7.1 satan
+---
+S: 220
+C: HELO other.example
+S: 554 5.7.1 helo other.example
 `,
     });
   });
