@@ -34,19 +34,18 @@
 // variant (`…$a`) for rules and actions. So `fn get_or(m, k) { m.get(k) }`
 // works everywhere.
 //
-// Local variables are resolved here, as blocks are walked (resolve.ts holds
-// the scope rules); an invisible or unknown name is a CompileError at its
-// position.
+// Local variables get their JavaScript names here, as blocks are walked and
+// scopes opened; what a name means where it is used, and the error when it
+// means nothing, is resolve.ts's (Program.resolveValue, resolvePath,
+// resolveCall).
 //
 // Positions: each emitted call gets a marker that becomes a (line, col) →
 // vSL position entry, so a QuickJS stack trace maps back to file:line:col.
 
 import type * as A from './ast.js';
 import type { DiagnosticList } from './diagnostics.js';
-import { ENGINE_CONSTANTS, ENGINE_PATHS, GUEST_BUILTINS, V1_HANDLE_VALUES, V2_CODE_NAMES } from './catalog.js';
 import {
-  CompileError, RESERVED, Scope, entry, lookupVar, scriptRef, suggestFunction, visibleBeyondBoundary,
-  type FnInfo, type Program, type ScriptRef, type Unit,
+  CompileError, RESERVED, Scope, lookupVar, scriptRef, type FnInfo, type Program, type ScriptRef, type Unit,
 } from './resolve.js';
 import { SERVICE_METHODS, closureIo, isPointerCall } from './check.js';
 import { ELEMENT_TYPES, OBJECT_TYPES, declarationType } from './values/objects.js';
@@ -435,7 +434,7 @@ class Emitter {
     const t = s.target;
     if (t.kind === 'Ident') {
       const v = lookupVar(this.scope, t.name);
-      if (!v) throw this.unknownVariable(t);
+      if (!v) throw this.prog.unknownVariable(this.unit, this.scope, t);
       if (v.isConst) throw new CompileError(t.pos, `cannot assign to constant '${t.name}'`);
       const value = rhs();
       this.line(`${v.js} = ${combine(v.js, value)};`);
@@ -473,7 +472,7 @@ class Emitter {
       let rootRef: string;
       if (base.kind === 'Ident') {
         const v = lookupVar(this.scope, base.name);
-        if (!v) throw this.unknownVariable(base);
+        if (!v) throw this.prog.unknownVariable(this.unit, this.scope, base);
         if (v.isConst) throw new CompileError(base.pos, `cannot modify constant '${base.name}'`);
         rootRef = v.js;
       } else if (base.kind === 'This') {
@@ -852,68 +851,22 @@ class Emitter {
   }
 
   private ident(e: A.Ident): string {
-    const v = lookupVar(this.scope, e.name);
-    if (v) return v.js;
-    // vSMTP 1.x scripts read their object and service declarations by bare name
-    // inside functions and rules; they are immutable constants, as global::NAME.
-    if (this.unit.v1Decls.has(e.name)) return `$G[${JSON.stringify(e.name)}]`;
-    if (ENGINE_CONSTANTS.includes(e.name)) return `$.bi.constant(x, ${JSON.stringify(e.name)})`;
-    const handle = entry(V1_HANDLE_VALUES, e.name);
-    if (handle !== undefined) return `$.bi.${handle}(x)`;
-    throw this.unknownVariable(e);
-  }
-
-  private unknownVariable(e: A.Ident): CompileError {
-    const u = this.unit;
-    if (u.topLets.has(e.name) || u.topConsts.has(e.name)) {
-      return new CompileError(e.pos,
-        `${e.name} is not visible here: functions do not capture; pass it as a parameter or use global::${e.name}`,
-        u.topLets.has(e.name) ? `only top-level 'const' and 'object' values are reachable as global::${e.name}; make it a const` : undefined);
+    const b = this.prog.resolveValue(this.unit, this.scope, e);
+    switch (b.kind) {
+      case 'local': return b.v.js;
+      case 'v1-declaration': return `$G[${JSON.stringify(b.name)}]`;
+      case 'engine-constant': return `$.bi.constant(x, ${JSON.stringify(b.name)})`;
+      case 'handle': return `$.bi.${b.fn}(x)`;
     }
-    if (visibleBeyondBoundary(this.scope, e.name)) {
-      return new CompileError(e.pos, `${e.name} is not visible here: functions do not capture; pass it as a parameter or use global::${e.name}`);
-    }
-    if (RESERVED.has(e.name)) return new CompileError(e.pos, `'${e.name}' is a reserved word`);
-    if (u.fns.has(e.name) || entry(GUEST_BUILTINS, e.name) || this.prog.input.host.has(e.name)) {
-      return new CompileError(e.pos, `'${e.name}' is a function, not a value`, `call it: ${e.name}(…), or make a pointer: Fn("${e.name}")`);
-    }
-    return new CompileError(e.pos, `unknown variable '${e.name}'`);
   }
 
   private path(e: A.PathExpr): string {
-    const segs = e.segments;
-    const full = segs.join('::');
-    if (segs[0] === 'global' && segs.length === 2) {
-      const name = segs[1]!;
-      if (!this.unit.topConsts.has(name)) {
-        throw new CompileError(e.pos, `global::${name} is not a top-level constant of this file`,
-          this.unit.topLets.has(name) ? `'${name}' is a let; declare it with const to reach it from functions` : undefined);
-      }
-      if (this.fc.isTopLevel) return this.unit.topConsts.get(name)!;
-      return `$G[${JSON.stringify(name)}]`;
+    const b = this.prog.resolvePath(this.unit, this.scope, e);
+    switch (b.kind) {
+      case 'global': return this.fc.isTopLevel ? this.unit.topConsts.get(b.name)! : `$G[${JSON.stringify(b.name)}]`;
+      case 'engine-path': return `$.bi.${b.fn}(x)`;
+      case 'export': return `$M[${b.module}].E[${JSON.stringify(b.member)}]`;
     }
-    const enginePath = entry(ENGINE_PATHS, full);
-    if (enginePath) return `$.bi.${enginePath}(x)`;
-    const head = segs[0]!;
-    const alias = this.prog.aliasModule(this.unit, head, this.scope);
-    if (alias !== undefined) {
-      const target = this.prog.followAliases(alias, segs.slice(1, -1));
-      const member = segs[segs.length - 1]!;
-      if (target === null) throw new CompileError(e.pos, `unknown module path '${full}'`);
-      const tu = this.prog.units[target]!;
-      if (tu.topImports.has(member) && !tu.exportsValues.has(member)) {
-        throw new CompileError(e.pos, `'${full}' is a module, not a value`, `use ${full}::name`);
-      }
-      if (!tu.exportsValues.has(member)) {
-        const hint = tu.fns.has(member) ? `'${member}' is a function: call it as ${full}(…)` : undefined;
-        throw new CompileError(e.pos, `module '${tu.file.display}' has no exported value '${member}'`, hint);
-      }
-      return `$M[${target}].E[${JSON.stringify(member)}]`;
-    }
-    if (V2_CODE_NAMES.includes(segs[1] ?? '') && head === 'code') {
-      throw new CompileError(e.pos, `'${full}' is a function`, `call it: ${full}()`);
-    }
-    throw new CompileError(e.pos, `unknown name '${full}'`, this.unit.topLets.has(head) || lookupVar(this.scope, head) ? undefined : `is '${head}' an import alias? import "…" as ${head};`);
   }
 
   private args(args: A.Expr[]): string[] {
@@ -939,25 +892,15 @@ class Emitter {
 
   private call(e: A.Call): string {
     const segs = e.callee;
-    const full = segs.join('::');
     if (segs.length === 1 && segs[0] === 'Fn') return this.fnPointer(e);
     if (segs.length === 1 && (segs[0] === 'print' || segs[0] === 'debug')) {
       const [a] = this.args(e.args);
       if (e.args.length !== 1) throw new CompileError(e.pos, `${segs[0]} takes 1 argument`);
       return `$.bi.print${this.mark(e.pos)}(x, ${JSON.stringify(segs[0])}, ${a}, ${this.posId(e.pos)})`;
     }
-    const r = this.prog.resolveStatic(this.unit, segs, e.args.length, this.scope);
-    if (!r) {
-      // A local variable holding a function pointer: `f(x)`.
-      if (segs.length === 1) {
-        const v = lookupVar(this.scope, segs[0]!);
-        if (v) return this.pointerCall(v.js, this.args(e.args), e.pos);
-      }
-      const hint = this.prog.arityHint(this.unit, segs, e.args.length, this.scope);
-      if (hint) throw new CompileError(e.pos, hint);
-      if (segs[0] === 'delegate') throw new CompileError(e.pos, 'delegate is not supported');
-      throw new CompileError(e.pos, `unknown function '${full}'`, suggestFunction(full));
-    }
+    const r = this.prog.resolveCall(this.unit, this.scope, e);
+    // A local variable holding a function pointer: `f(x)`.
+    if (r.kind === 'pointer') return this.pointerCall(r.v.js, this.args(e.args), e.pos);
     const a = this.args(e.args);
     const m = this.mark(e.pos);
     switch (r.kind) {
@@ -1054,7 +997,7 @@ class Emitter {
   private writeBack(target: A.Expr, valueJs: string): void {
     if (target.kind === 'Ident') {
       const v = lookupVar(this.scope, target.name);
-      if (!v) throw this.unknownVariable(target);
+      if (!v) throw this.prog.unknownVariable(this.unit, this.scope, target);
       if (v.isConst) throw new CompileError(target.pos, `cannot modify constant '${target.name}'`);
       this.line(`${v.js} = ${valueJs};`);
       return;

@@ -12,7 +12,8 @@ import { forEachChild } from './ast.js';
 import type { DiagnosticList } from './diagnostics.js';
 import type { LoadedSources, SourceFile } from './loader.js';
 import {
-  GUEST_BUILTINS, HOST_ALIASES, V1_GLOBAL_NAMESPACES, arityOk, arityText, type BuiltinRef, type HostBuiltinRef,
+  ENGINE_CONSTANTS, ENGINE_PATHS, GUEST_BUILTINS, HOST_ALIASES, V1_GLOBAL_NAMESPACES, V1_HANDLE_VALUES, V2_CODE_NAMES,
+  arityOk, arityText, type BuiltinRef, type HostBuiltinRef,
 } from './catalog.js';
 import { hasGlobalFunction } from './guest/methods.js';
 
@@ -117,6 +118,24 @@ export type Resolved =
   | ScriptRef
   | (BuiltinRef & { async: boolean })
   | { kind: 'runtime'; name: string; async: false };
+
+/** What a bare name read as a value means. */
+export type ValueBinding =
+  | { kind: 'local'; v: VarInfo }
+  /** A v1 `object`/`service` declaration of this file, read by name inside a function (vSMTP 1.x). */
+  | { kind: 'v1-declaration'; name: string }
+  | { kind: 'engine-constant'; name: string }
+  /** vSMTP 1.0–1.1 `ctx`, `msg`, `srv` as variables: the handle function of the guest. */
+  | { kind: 'handle'; fn: string };
+
+/** What a path `a::b` read as a value means. */
+export type PathBinding =
+  | { kind: 'global'; name: string }
+  | { kind: 'engine-path'; fn: string }
+  | { kind: 'export'; module: number; member: string };
+
+/** What a call by name means: a resolved function, or a local holding a function pointer. */
+export type CallBinding = Resolved | { kind: 'pointer'; v: VarInfo };
 
 /** Names that are a load error as identifiers (SPEC §2.1). */
 export const RESERVED = new Set([
@@ -287,6 +306,94 @@ export class Program {
     if (host && arityOk(host.arity, argc)) return { ...host, async: host.io };
     if (!name.includes('::') && hasGlobalFunction(name, argc)) return { kind: 'runtime', name, async: false };
     return null;
+  }
+
+  // ---------------------------------------------------------------- names where they are used
+
+  /**
+   * A bare name read as a value, where `scope` is (SPEC §2.3): a visible
+   * local, else a v1 declaration, an engine constant or a v1 handle;
+   * anything else is a CompileError saying why the name is not there.
+   */
+  resolveValue(u: Unit, scope: Scope, e: A.Ident): ValueBinding {
+    const v = lookupVar(scope, e.name);
+    if (v) return { kind: 'local', v };
+    // vSMTP 1.x scripts read their object and service declarations by bare
+    // name inside functions and rules; they are immutable, as global::NAME.
+    if (u.v1Decls.has(e.name)) return { kind: 'v1-declaration', name: e.name };
+    if (ENGINE_CONSTANTS.includes(e.name)) return { kind: 'engine-constant', name: e.name };
+    const handle = entry(V1_HANDLE_VALUES, e.name);
+    if (handle !== undefined) return { kind: 'handle', fn: handle };
+    throw this.unknownVariable(u, scope, e);
+  }
+
+  /** Why `e` names no variable here. */
+  unknownVariable(u: Unit, scope: Scope, e: A.Ident): CompileError {
+    if (u.topLets.has(e.name) || u.topConsts.has(e.name)) {
+      return new CompileError(e.pos,
+        `${e.name} is not visible here: functions do not capture; pass it as a parameter or use global::${e.name}`,
+        u.topLets.has(e.name) ? `only top-level 'const' and 'object' values are reachable as global::${e.name}; make it a const` : undefined);
+    }
+    if (visibleBeyondBoundary(scope, e.name)) {
+      return new CompileError(e.pos, `${e.name} is not visible here: functions do not capture; pass it as a parameter or use global::${e.name}`);
+    }
+    if (RESERVED.has(e.name)) return new CompileError(e.pos, `'${e.name}' is a reserved word`);
+    if (u.fns.has(e.name) || entry(GUEST_BUILTINS, e.name) || this.input.host.has(e.name)) {
+      return new CompileError(e.pos, `'${e.name}' is a function, not a value`, `call it: ${e.name}(…), or make a pointer: Fn("${e.name}")`);
+    }
+    return new CompileError(e.pos, `unknown variable '${e.name}'`);
+  }
+
+  /** `global::NAME`, an engine path (`cfg::server`) or an imported module's export (`doe::internal_net`). */
+  resolvePath(u: Unit, scope: Scope, e: A.PathExpr): PathBinding {
+    const segs = e.segments;
+    const full = segs.join('::');
+    if (segs[0] === 'global' && segs.length === 2) {
+      const name = segs[1]!;
+      if (!u.topConsts.has(name)) {
+        throw new CompileError(e.pos, `global::${name} is not a top-level constant of this file`,
+          u.topLets.has(name) ? `'${name}' is a let; declare it with const to reach it from functions` : undefined);
+      }
+      return { kind: 'global', name };
+    }
+    const enginePath = entry(ENGINE_PATHS, full);
+    if (enginePath) return { kind: 'engine-path', fn: enginePath };
+    const head = segs[0]!;
+    const alias = this.aliasModule(u, head, scope);
+    if (alias !== undefined) {
+      const target = this.followAliases(alias, segs.slice(1, -1));
+      const member = segs[segs.length - 1]!;
+      if (target === null) throw new CompileError(e.pos, `unknown module path '${full}'`);
+      const tu = this.units[target]!;
+      if (tu.topImports.has(member) && !tu.exportsValues.has(member)) {
+        throw new CompileError(e.pos, `'${full}' is a module, not a value`, `use ${full}::name`);
+      }
+      if (!tu.exportsValues.has(member)) {
+        const hint = tu.fns.has(member) ? `'${member}' is a function: call it as ${full}(…)` : undefined;
+        throw new CompileError(e.pos, `module '${tu.file.display}' has no exported value '${member}'`, hint);
+      }
+      return { kind: 'export', module: target, member };
+    }
+    if (V2_CODE_NAMES.includes(segs[1] ?? '') && head === 'code') {
+      throw new CompileError(e.pos, `'${full}' is a function`, `call it: ${full}()`);
+    }
+    throw new CompileError(e.pos, `unknown name '${full}'`, u.topLets.has(head) || lookupVar(scope, head) ? undefined : `is '${head}' an import alias? import "…" as ${head};`);
+  }
+
+  /** A call by name where `scope` is; a CompileError with the reason (arity, unknown name) when it names nothing. */
+  resolveCall(u: Unit, scope: Scope, e: A.Call): CallBinding {
+    const segs = e.callee;
+    const r = this.resolveStatic(u, segs, e.args.length, scope);
+    if (r) return r;
+    if (segs.length === 1) {
+      const v = lookupVar(scope, segs[0]!);
+      if (v) return { kind: 'pointer', v };
+    }
+    const hint = this.arityHint(u, segs, e.args.length, scope);
+    if (hint) throw new CompileError(e.pos, hint);
+    if (segs[0] === 'delegate') throw new CompileError(e.pos, 'delegate is not supported');
+    const full = segs.join('::');
+    throw new CompileError(e.pos, `unknown function '${full}'`, suggestFunction(full));
   }
 
   /** The module an alias names in unit `u`: a block-level import first, then the file's. */
