@@ -4,7 +4,8 @@
 // rcpt_count_max, DNSBL replies and custom deny/info codes.
 
 import { describe, test } from 'node:test';
-import { assertTranscriptsPass } from './compat-helpers.js';
+import assert from 'node:assert/strict';
+import { assertTranscriptsPass, checkDiagnostics } from './compat-helpers.js';
 
 function config(lines: string[]): string {
   return `fn on_config(config) {
@@ -63,6 +64,12 @@ C: EHLO bücher.example
 S: 250
 `,
     });
+  });
+
+  test('server.smtp.helo_syntax takes "lenient" or "strict"; anything else is a load error naming the key', async () => {
+    const diags = await checkDiagnostics({ 'main.vsl': `${config(['config.server.smtp.helo_syntax = "sloppy";'])}#{}\n` });
+    assert.equal(diags.find((d) => d.severity === 'error')?.message,
+      'server.smtp.helo_syntax: expected one of "lenient", "strict", got "sloppy"');
   });
 
   test('by default an invalid HELO name reaches the helo rules (SPEC §8.2 reject_invalid_helo_hostname judges it)', async () => {
