@@ -404,6 +404,11 @@ export class Program {
   /** Arity mismatch hint for a name that exists with other arities. */
   arityHint(u: Unit, segments: string[], argc: number, scope: Scope | null): string | null {
     const name = segments[segments.length - 1]!;
+    // `vsl::f` and `sys::f` are the global f (see resolveStatic); sys:: primitives are for stdlib/ only.
+    if (segments.length === 2 && V1_GLOBAL_NAMESPACES.includes(segments[0]!) && !(segments[0] === 'sys' && u.stdlib)
+      && this.aliasModule(u, segments[0]!, scope) === undefined) {
+      return this.arityHint(u, [name], argc, scope);
+    }
     if (segments.length === 1) {
       const own = u.fns.get(name);
       if (own && own.size) return `'${name}' takes ${[...own.keys()].join(' or ')} argument(s), not ${argc}`;

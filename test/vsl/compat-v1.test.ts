@@ -346,6 +346,14 @@ S: 554 5.7.1 helo other.example
     });
   });
 
+  test('sys:: in a policy is the v1 global API only: the internal primitives of stdlib/ stay out of reach', async () => {
+    for (const call of ['sys::status("accept", ())', 'sys::client_allowed("10.0.0.0/8")', 'sys::read_lines("x")']) {
+      const diags = await checkDiagnostics({ 'main.vsl': `#{ connect: [ rule "r" || ${call} ] }` });
+      const error = diags.find((d) => d.severity === 'error');
+      assert.match(error?.message ?? '', /^unknown function 'sys::/, call);
+    }
+  });
+
   test('a top-level const stays invisible inside functions (SPEC §2.3): only v1 declarations are shared by name', async () => {
     const diags = await checkDiagnostics({ 'main.vsl': 'const K = 1;\nfn f() { K }\n#{}' });
     assert.equal(diags.find((d) => d.severity === 'error')?.message,
