@@ -55,6 +55,23 @@ LAYERS.forEach((level, i) => {
   }
 });
 
+// Inside the language: the value model the host shares never reaches into
+// the guest-only code bundled into QuickJS, and nothing outside vsl/ does.
+rules.push({
+  name: 'vsl-values-not-guest',
+  severity: 'error',
+  comment: 'src/vsl/values/ is shared with the host; src/vsl/guest/ runs only inside the sandbox',
+  from: { path: '^src/vsl/values/' },
+  to: { path: '^src/vsl/guest/' },
+});
+rules.push({
+  name: 'guest-only-from-vsl',
+  severity: 'error',
+  comment: 'only the language (src/vsl/) knows the guest code',
+  from: { path: '^src/', pathNot: '^src/vsl/' },
+  to: { path: '^src/vsl/guest/' },
+});
+
 // The two files at the root of src/ wire a whole server; only cli/ imports them.
 rules.push({
   name: 'root-wiring-from-cli-only',

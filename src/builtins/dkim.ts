@@ -15,7 +15,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import addressparser from 'nodemailer/lib/addressparser/index.js';
-import { fnError, isArray, isMap, type Value, type VMap } from '../vsl/runtime/value.js';
+import { fnError, isArray, isMap, type Value, type VMap } from '../vsl/values/value.js';
 import { argText, checkArity, dnsTimeoutMs, typeName } from './dns/call-args.js';
 import { mailauthResolver } from './dns/mailauth-resolver.js';
 import type { HostBuiltin, HostCall } from './host.js';

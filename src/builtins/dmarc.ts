@@ -20,7 +20,7 @@ import { checkArity, dnsFailure, dnsTimeoutMs, statusFor } from './dns/call-args
 import { dkimAuthClause, dkimForCall, fromDomains, pvalue, type DkimSignatureResult } from './dkim.js';
 import { organizationalDomain } from './psl.js';
 import { spfAuthClause, spfForCall, type SpfOutcome } from './spf.js';
-import { fnError, type Value } from '../vsl/runtime/value.js';
+import { fnError, type Value } from '../vsl/values/value.js';
 
 export type DmarcPolicy = 'none' | 'quarantine' | 'reject';
 export type AlignmentMode = 'r' | 's';

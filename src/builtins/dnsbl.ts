@@ -20,7 +20,7 @@ import { type HostBuiltin, type HostCall } from './host.js';
 import { argText, checkArity, dnsblTimeoutMs, dnsFailure, optArgText, statusFor } from './dns/call-args.js';
 import { normaliseIp, reversedIp } from './dns/names.js';
 import { queryName } from './dns/resolver.js';
-import { fnError } from '../vsl/runtime/value.js';
+import { fnError } from '../vsl/values/value.js';
 
 /** Longest time any answer is kept (SPEC §8.1). */
 export const DNSBL_MAX_CACHE_MS = 15 * 60_000;

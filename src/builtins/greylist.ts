@@ -10,10 +10,9 @@
 
 import { isIP } from 'node:net';
 import { parseDuration } from '../config/units.js';
-import { addressText } from '../mail/types.js';
-import type { MailAddress } from '../mail/types.js';
-import { makeStatus } from '../vsl/runtime/status.js';
-import { fnError, isMap, type Value } from '../vsl/runtime/value.js';
+import { addressText, type MailAddress } from '../mail/types.js';
+import { makeStatus } from '../vsl/values/status.js';
+import { fnError, isMap, type Value } from '../vsl/values/value.js';
 import type { Clock, StateStore } from '../host/ports.js';
 import type { HostBuiltin } from './host.js';
 

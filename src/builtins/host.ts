@@ -10,10 +10,9 @@
 
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import type { Header, Session, Stage, StageEffect, Transaction } from '../mail/types.js';
-import type { Value } from '../vsl/runtime/value.js';
+import type { Header, MessageView, Session, Stage, StageEffect, Transaction } from '../mail/types.js';
+import type { Value } from '../vsl/values/value.js';
 import type { Clock, HostEnv } from '../host/ports.js';
-import type { MessageView } from '../mail/types.js';
 
 /**
  * Changes a stage makes besides its verdict. They are applied when the stage

@@ -11,7 +11,7 @@ import { loadPolicy } from '../policy/load.js';
 import { formatJson, formatText, type RelayTestReport } from '../tools/relaytest/report.js';
 import { relayTestInProcess, relayTestOverSmtp, RelayTestError } from '../tools/relaytest/run.js';
 import type { SmtpTarget } from '../tools/relaytest/smtp-runner.js';
-import { canonicalDomain } from '../vsl/runtime/address.js';
+import { canonicalDomain } from '../vsl/values/address.js';
 import { formatDiagnostic } from '../vsl/diagnostics.js';
 import { parseArgs, single, UsageError, type ParsedArgs } from './args.js';
 import type { CliIo } from './io.js';

@@ -35,7 +35,7 @@ export function replyText(reply: Reply): string {
   return replyLines(reply)[0]!;
 }
 
-/** A reply written as text (`501 5.1.7 Bad sender address syntax`), as src/vsl/runtime/address.ts gives them. */
+/** A reply written as text (`501 5.1.7 Bad sender address syntax`), as src/vsl/values/address.ts gives them. */
 export function replyFromString(text: string): Reply {
   const m = /^(\d{3})(?:[ -](\d\.\d{1,3}\.\d{1,3}))?(?:[ -](.*))?$/s.exec(text.trim());
   if (m === null) return makeReply(451, '4.3.0', 'Temporary local problem, try again later');

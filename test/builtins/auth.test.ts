@@ -13,8 +13,8 @@ import { hashArgon2id, hashScrypt, parsePhc, validatePasswdFile } from '../../sr
 import { saslauthdVerify } from '../../src/builtins/auth/saslauthd.js';
 import type { Clock } from '../../src/host/ports.js';
 import { passwdCommand } from '../../src/cli/passwd.js';
-import type { Status } from '../../src/vsl/runtime/status.js';
-import { VslError } from '../../src/vsl/runtime/value.js';
+import type { Status } from '../../src/vsl/values/status.js';
+import { VslError } from '../../src/vsl/values/value.js';
 import { makeHostCall, type TestHostCall } from '../helpers/host-call.js';
 import { startSaslauthd, type TestSaslauthd } from '../helpers/saslauthd.js';
 

@@ -16,7 +16,7 @@ import { evaluateMapping, findEntry, mailAccessProbe, parseMappingFile, patternM
 import type { LegacyProbe } from '../../src/builtins/legacy/probe.js';
 import type { Config } from '../../src/config/schema.js';
 import type { MailAddress } from '../../src/mail/types.js';
-import { Status } from '../../src/vsl/runtime/status.js';
+import { Status } from '../../src/vsl/values/status.js';
 import { makeHostCall } from '../helpers/host-call.js';
 
 const MAPPINGS = fromRoot('examples/msgsrv/mappings');

@@ -19,7 +19,7 @@ import { resolverLookups } from '../../src/builtins/legacy/lookups.js';
 import { RESTRICTION_NAMES, checkAction, parseAction, runRestriction, type RestrictionName } from '../../src/builtins/legacy/postfix.js';
 import type { LegacyProbe } from '../../src/builtins/legacy/probe.js';
 import type { Header, MailAddress, Stage } from '../../src/mail/types.js';
-import { Status } from '../../src/vsl/runtime/status.js';
+import { Status } from '../../src/vsl/values/status.js';
 import { makeHostCall } from '../helpers/host-call.js';
 
 const SENDER_ACCESS = fromRoot('examples/postfix-restrictions/sender_access');

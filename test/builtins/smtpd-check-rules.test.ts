@@ -17,7 +17,7 @@ import { DataFileCache, DataFileError, validateDataFile } from '../../src/builti
 import { resolverLookups } from '../../src/builtins/legacy/lookups.js';
 import { evaluateSmtpdCheckRules, parseSmtpdCheckRules, smtpdInputFromProbe, type SmtpdCheckInput, type SmtpdRules } from '../../src/builtins/legacy/smtpd-check-rules.js';
 import type { MailAddress } from '../../src/mail/types.js';
-import { Status } from '../../src/vsl/runtime/status.js';
+import { Status } from '../../src/vsl/values/status.js';
 import { makeHostCall } from '../helpers/host-call.js';
 
 const ESMITH = fromRoot('examples/esmith/smtpd_check_rules');

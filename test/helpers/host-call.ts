@@ -21,12 +21,11 @@ import pino from 'pino';
 import { defaultConfig, type Config } from '../../src/config/schema.js';
 import { DnsError, systemClock, type Clock, type HostEnv, type Resolver, type StateStore } from '../../src/host/ports.js';
 import { type HostBuiltin, type HostCall } from '../../src/builtins/host.js';
-import { type MessageView } from '../../src/mail/types.js';
+import type { MessageView, Header, MailAddress, Session, Stage, StageEffect, Transaction } from '../../src/mail/types.js';
 import { MemoryStateStore } from '../../src/builtins/state/memory.js';
-import type { Header, MailAddress, Session, Stage, StageEffect, Transaction } from '../../src/mail/types.js';
-import { replyLines } from '../../src/vsl/runtime/code.js';
-import { Status } from '../../src/vsl/runtime/status.js';
-import { VslError, type Value } from '../../src/vsl/runtime/value.js';
+import { replyLines } from '../../src/vsl/values/code.js';
+import { Status } from '../../src/vsl/values/status.js';
+import { VslError, type Value } from '../../src/vsl/values/value.js';
 
 export const TEST_HOSTNAME = 'mx.example.test';
 

@@ -3,7 +3,7 @@
 // §7.1: every failure is a runtime error named after the function).
 
 import type { Stage } from '../../mail/types.js';
-import { VslError, fnError, type Value } from '../../vsl/runtime/value.js';
+import { VslError, fnError, type Value } from '../../vsl/values/value.js';
 import type { HostBuiltin, HostCall } from '../host.js';
 
 type Arity = number | [number, number];

@@ -4,7 +4,7 @@
 // rewrites From: (at end of DATA).
 
 import { addressText } from '../../mail/types.js';
-import type { Value } from '../../vsl/runtime/value.js';
+import type { Value } from '../../vsl/values/value.js';
 import type { HostBuiltin, HostCall } from '../host.js';
 import { currentRecipients, recipientArg, requireRecipient, requireTxn, sameMailbox, senderArg } from './addresses.js';
 import { builtin } from './define.js';

@@ -10,7 +10,7 @@
 
 import type { Header, StageEffect } from '../../mail/types.js';
 import { applyMessageEffects, foldField, headerBlock, isMessageEffect, messageView } from '../../queue/message.js';
-import { fnError } from '../../vsl/runtime/value.js';
+import { fnError } from '../../vsl/values/value.js';
 import type { HostCall } from '../host.js';
 import { applyHeaderEffect, isHeaderName, pendingHeaderBlock, sameHeaderName } from '../../mail/effects.js';
 

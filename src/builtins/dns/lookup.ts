@@ -3,8 +3,8 @@
 // found" from "found" with try/catch, and on errors and timeouts.
 
 import { DnsError, type Resolver } from '../../host/ports.js';
-import { type HostBuiltin, type HostCall } from '../host.js';
-import { fnError, type Value } from '../../vsl/runtime/value.js';
+import type { HostBuiltin, HostCall } from '../host.js';
+import { fnError, type Value } from '../../vsl/values/value.js';
 import { argText, checkArity, dnsFailure, dnsTimeoutMs } from './call-args.js';
 import { normaliseIp } from './names.js';
 

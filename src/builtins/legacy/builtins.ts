@@ -7,9 +7,8 @@
 
 import { parseDuration } from '../../config/units.js';
 import { stageIndex, type Stage } from '../../mail/types.js';
-import type { Status } from '../../vsl/runtime/status.js';
-import { makeStatus } from '../../vsl/runtime/status.js';
-import { VObject, VslError, fnError, isArray, isMap, type Value } from '../../vsl/runtime/value.js';
+import { type Status, makeStatus } from '../../vsl/values/status.js';
+import { VObject, VslError, fnError, isArray, isMap, type Value } from '../../vsl/values/value.js';
 import { argText, checkArity, dnsFailure, dnsTimeoutMs, dnsblTimeoutMs, statusFor } from '../dns/call-args.js';
 import { DnsError } from '../../host/ports.js';
 import { type HostBuiltin, type HostCall } from '../host.js';

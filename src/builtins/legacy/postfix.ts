@@ -15,7 +15,7 @@
 import type { Logger } from 'pino';
 import { addressText, stageIndex, type Header, type MailAddress, type Stage } from '../../mail/types.js';
 import { DnsError } from '../../host/ports.js';
-import { parseIPv4, parseIPv6, parseIp } from '../../vsl/runtime/net.js';
+import { parseIPv4, parseIPv6, parseIp } from '../../vsl/values/net.js';
 import { addressKeys, clientKeys, heloKeys, lookupFirst, type AccessMap, type ActionChecker, type LookupKeys } from './access-map.js';
 import type { LegacyDecision } from './decision.js';
 import type { LegacyLookups } from './lookups.js';

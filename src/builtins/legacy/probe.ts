@@ -4,8 +4,8 @@
 
 import type { HostCall } from '../host.js';
 import { addressText, type MailAddress } from '../../mail/types.js';
-import { localDomainMatcher } from '../../vsl/runtime/address.js';
-import { cidrContainsIp, parseCidr, parseIp, type Cidr } from '../../vsl/runtime/net.js';
+import { localDomainMatcher } from '../../vsl/values/address.js';
+import { cidrContainsIp, parseCidr, parseIp, type Cidr } from '../../vsl/values/net.js';
 
 export interface LegacyProbe {
   clientIp: string;

@@ -26,7 +26,7 @@
 
 import type { Logger } from 'pino';
 import type { Clock } from '../../host/ports.js';
-import { cidrContainsIp, makeCidr4, parseCidr6, parseIPv4, parseIPv6, parseIp, type Cidr } from '../../vsl/runtime/net.js';
+import { cidrContainsIp, makeCidr4, parseCidr6, parseIPv4, parseIPv6, parseIp, type Cidr } from '../../vsl/values/net.js';
 import type { LegacyDecision } from './decision.js';
 import { DiagnosticSink, columnOf, splitLines, type Parsed } from './diagnostics.js';
 import { compileGlob, globMatch, type Glob } from './glob.js';

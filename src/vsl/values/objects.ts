@@ -472,3 +472,15 @@ function quoted(v: Value): string {
   const t = textOf(v);
   return t !== undefined ? `'${t}'` : `(a value of type ${typeName(v)})`;
 }
+
+/** The types of v1 `object` declarations (SPEC §6.2) and of `file:` elements. */
+export const OBJECT_TYPES = new Set(['ip4', 'ip6', 'rg4', 'rg6', 'fqdn', 'address', 'identifier', 'string', 'regex', 'file', 'group', 'code']);
+export const ELEMENT_TYPES = new Set(['ip4', 'ip6', 'rg4', 'rg6', 'fqdn', 'address', 'identifier', 'string', 'regex']);
+
+/** Older spellings of declaration types: vSMTP 1.x wrote `object me ident = "john";`. */
+const TYPE_SPELLINGS: Record<string, string> = { ident: 'identifier' };
+
+/** The declaration type a written type name means (`ident` is `identifier`). */
+export function declarationType(written: string): string {
+  return Object.prototype.hasOwnProperty.call(TYPE_SPELLINGS, written) ? TYPE_SPELLINGS[written]! : written;
+}

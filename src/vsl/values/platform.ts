@@ -7,7 +7,7 @@ export interface Platform {
   /**
    * Converts a domain to its A-label form (lower-case ASCII). Throws on a
    * name that cannot be converted. Callers validate the result's syntax
-   * themselves (src/vsl/runtime/address.ts), so an implementation may be lax.
+   * themselves (src/vsl/values/address.ts), so an implementation may be lax.
    */
   toASCII(domain: string): string;
 }

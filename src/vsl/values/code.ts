@@ -133,12 +133,16 @@ function textArg(fn: string, v: Value): string {
   return v;
 }
 
-/** v1 code object `#{ code: 550, enhanced: "5.7.1", text: "go away" }` (all three keys; enhanced may be ""). */
+/**
+ * v1 code object `#{ code: 550, enhanced: "5.7.1", text: "go away" }` (all
+ * three keys; enhanced may be ""). vSMTP 1.x scripts name the number `base`.
+ */
 export function codeFromMap(m: VMap, fn = 'code'): Code {
-  for (const k of ['code', 'enhanced', 'text']) {
+  const number = m.has('code') || !m.has('base') ? 'code' : 'base';
+  for (const k of [number, 'enhanced', 'text']) {
     if (!m.has(k)) throw fnError(fn, `code map needs the key '${k}'`);
   }
-  return new Code(intCode(fn, m.get('code')), enhancedArg(fn, m.get('enhanced')), textArg(fn, m.get('text')));
+  return new Code(intCode(fn, m.get(number)), enhancedArg(fn, m.get('enhanced')), textArg(fn, m.get('text')));
 }
 
 /**

@@ -4,17 +4,20 @@
 // primitives stdlib/ is written with. Everything that needs the outside world
 // goes through the bridge to the host.
 
-import { localDomainMatcher } from './address.js';
-import { platformGeneration } from './platform.js';
-import { code as makeCode, predefinedCode, Code } from './code.js';
+import { localDomainMatcher } from '../values/address.js';
+import { platformGeneration } from '../values/platform.js';
+import { code as makeCode, predefinedCode, Code } from '../values/code.js';
 import { toJson } from './json.js';
-import { Address, Fqdn, Ip4, Ip6, Rg4, Rg6, address, fqdn, identifier, ip4, ip6, regex, rg4, rg6, textOf, Regex, Identifier } from './objects.js';
+import { Address, Fqdn, Ip4, Ip6, Rg4, Rg6, address, fqdn, identifier, ip4, ip6, regex, rg4, rg6, textOf, Regex, Identifier, ELEMENT_TYPES, OBJECT_TYPES } from '../values/objects.js';
 import { contains, typeOf } from './ops.js';
-import { makeStatus } from './status.js';
+import { makeStatus } from '../values/status.js';
 import { closure, callPtr, directive, fnPtr, freeze } from './support.js';
-import { ServiceHandle, decodeValue, encodeValue } from './wire.js';
-import { VObject, VslError, VslFatal, fnError, type Value, type VMap } from './value.js';
+import { ServiceHandle, decodeValue, encodeValue } from '../values/wire.js';
+import { VObject, VslError, VslFatal, fnError, type Value, type VMap } from '../values/value.js';
 import type { MailAddress, StatusKind } from '../../mail/types.js';
+import type { ContextData } from '../values/context-wire.js';
+
+export type { ContextData };
 
 // ---------------------------------------------------------------- the bridge
 
@@ -67,32 +70,6 @@ export async function hostAsync(x: EvalCtx, name: string, args: Value[], posId: 
 }
 
 // ---------------------------------------------------------------- evaluation context
-
-/** Per-evaluation data sent by the host (src/policy/snapshot.ts builds it). */
-export interface ContextData {
-  now: number;
-  session: {
-    id: string;
-    listener: string;
-    clientIp: string;
-    clientPort: number;
-    serverIp: string;
-    serverPort: number;
-    serverName: string;
-    connectedAt: number;
-    tls: boolean;
-    helo: string | null;
-    auth: { mechanism: string; authid: string } | null;
-  };
-  creds: { mechanism: string; authid: string; authpass: string } | null;
-  txn: {
-    id: string;
-    mailFrom: MailAddress;
-    mailAt: number;
-    rcpts: MailAddress[];
-    current: MailAddress | null;
-  } | null;
-}
 
 export interface EvalCtx {
   /** Evaluation id (0 at load). */
@@ -458,8 +435,11 @@ export const net_rg_172 = (): Rg4 => NET_172;
 export const net_rg_10 = (): Rg4 => NET_10;
 export const net_non_routable = (): Rg4[] => [NET_192, NET_172, NET_10];
 
-export function constant(_x: EvalCtx, name: string): Value {
+export function constant(x: EvalCtx, name: string): Value {
   switch (name) {
+    // vSMTP 1.x read the clock through the variables `time` and `date` (v2: time::now(), time::date()).
+    case 'time': return time_now(x);
+    case 'date': return time_date(x);
     case 'net_192': return NET_192;
     case 'net_172': return NET_172;
     case 'net_10': return NET_10;
@@ -506,8 +486,6 @@ export { closure, directive };
 
 // ---------------------------------------------------------------- §6.2 v1 declarations
 
-export const OBJECT_TYPES = new Set(['ip4', 'ip6', 'rg4', 'rg6', 'fqdn', 'address', 'identifier', 'string', 'regex', 'file', 'group', 'code']);
-export const ELEMENT_TYPES = new Set(['ip4', 'ip6', 'rg4', 'rg6', 'fqdn', 'address', 'identifier', 'string', 'regex']);
 
 export function makeTyped(type: string, s: Value, fn: string): Value {
   switch (type) {

@@ -11,9 +11,9 @@
 // as the string of its text(); functions, ranges, NaN and infinities have no
 // JSON form and are errors.
 
-import { formatFloat } from './format.js';
-import { typeOf } from './ops.js';
-import { I64_MAX, I64_MIN, VChar, VObject, VslError, fnError, type VMap, type Value } from './value.js';
+import { formatFloat } from '../values/format.js';
+import { typeOf } from '../values/value.js';
+import { I64_MAX, I64_MIN, VChar, VObject, VslError, fnError, type VMap, type Value } from '../values/value.js';
 
 /** Nesting deeper than this is refused, so hostile input cannot exhaust the stack. */
 export const MAX_JSON_DEPTH = 128;

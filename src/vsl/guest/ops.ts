@@ -4,8 +4,8 @@
 // Every failure is a catchable VslError with a plain message; built-in
 // methods (methods.ts) prefix these with their own name.
 
-import { toStr } from './format.js';
-import { I64_MAX, I64_MIN, VChar, VFn, VObject, VRange, VslError, isArray, isMap, typeOf, type VMap, type Value } from './value.js';
+import { toStr } from '../values/format.js';
+import { I64_MAX, I64_MIN, VChar, VFn, VObject, VRange, VslError, isArray, isMap, typeOf, type VMap, type Value } from '../values/value.js';
 
 /**
  * `range(a, b, step)` with a step other than 1 (SPEC §2.5). It is a VRange for

@@ -3,8 +3,8 @@
 // directives. Pure; runs in the guest.
 
 import { copyValue, typeOf } from './ops.js';
-import { toStr } from './format.js';
-import { VChar, VFn, VObject, VslError, VslFatal, type Value, type VMap } from './value.js';
+import { toStr } from '../values/format.js';
+import { VChar, VFn, VObject, VslError, VslFatal, type Value, type VMap } from '../values/value.js';
 
 // ---------------------------------------------------------------- sharing
 //

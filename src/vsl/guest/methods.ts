@@ -27,11 +27,11 @@
 //   - an array `index_of(f)` with a function searches with a predicate, and
 //     `sort(f)` takes a comparator returning an int (Rhai forms).
 
-import { formatFloat, toDebug, toStr } from './format.js';
+import { formatFloat, toDebug, toStr } from '../values/format.js';
 import { parseJson, toJson } from './json.js';
 import { VStepRange, checkInt, compareNumbers, contains, copyValue, eq, order, resolveIndex, textOf, typeOf } from './ops.js';
 import { doesIo } from './support.js';
-import { I64_MAX, I64_MIN, VChar, VFn, VObject, VRange, VslError, fnError, isArray, isMap, type VMap, type Value } from './value.js';
+import { I64_MAX, I64_MIN, VChar, VFn, VObject, VRange, VslError, fnError, isArray, isMap, type VMap, type Value } from '../values/value.js';
 
 /** How a built-in runs: given the context, the receiver and the other arguments. */
 type MethodRun = (x: unknown, recv: any, args: Value[]) => [result: Value, self: Value];

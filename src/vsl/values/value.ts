@@ -1,5 +1,5 @@
 // The vSL value model (SPEC §2.2). This module, and every module under
-// src/vsl/runtime/, is pure ECMAScript: no Node APIs, no I/O. It runs both in
+// src/vsl/values/ and src/vsl/guest/, is pure ECMAScript: no Node APIs, no I/O. It runs both in
 // Node (tests, host built-ins) and inside the QuickJS sandbox (bundled by
 // scripts/build-guest.mjs), so host and guest share one implementation.
 //

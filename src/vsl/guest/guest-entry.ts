@@ -14,14 +14,14 @@
 
 import * as ops from './ops.js';
 import { callGlobal, callMethod } from './methods.js';
-import { toStr } from './format.js';
+import { toStr } from '../values/format.js';
 import * as support from './support.js';
 import * as bi from './intrinsics.js';
-import { Status } from './status.js';
-import { decodeValue, toWire } from './wire.js';
-import { setPlatform } from './platform.js';
-import { decodeContext } from './context-wire.js';
-import { VslError, VslFatal, type Value } from './value.js';
+import { Status } from '../values/status.js';
+import { decodeValue, toWire } from '../values/wire.js';
+import { setPlatform } from '../values/platform.js';
+import { decodeContext } from '../values/context-wire.js';
+import { VslError, VslFatal, type Value } from '../values/value.js';
 import type { EvalCtx, ServerInfo } from './intrinsics.js';
 
 declare const globalThis: Record<string, unknown>;
@@ -91,6 +91,8 @@ interface Module {
 let modules: Module[] = [];
 const stageMap = new Map<string, support.Directive[]>();
 const STAGES = ['connect', 'helo', 'authenticate', 'mail', 'rcpt', 'preq', 'postq', 'delivery'];
+/** vSMTP 1.1 called the end-of-data stage `data`; it is preq (with both keys, their rules run in the order written). */
+const STAGE_ALIASES: Record<string, string> = { data: 'preq' };
 
 function loadCtx(stage: 'load' | 'config'): EvalCtx {
   return { id: 0, stage, si: -1, depth: 0, rule: '', ri: -1, c: null };
@@ -175,10 +177,11 @@ function buildStageMap(v: Value): InitError | null {
   stageMap.clear();
   if (!(v instanceof Map)) return { kind: 'not_map', type: ops.typeOf(v) };
   const seen = new Map<string, support.Directive>();
-  for (const [key, value] of v) {
+  for (const [written, value] of v) {
+    const key = Object.prototype.hasOwnProperty.call(STAGE_ALIASES, written) ? STAGE_ALIASES[written]! : written;
     if (!STAGES.includes(key)) return { kind: 'unknown_stage', key };
-    if (!Array.isArray(value)) return { kind: 'not_array', key, type: ops.typeOf(value) };
-    const list: support.Directive[] = [];
+    if (!Array.isArray(value)) return { kind: 'not_array', key: written, type: ops.typeOf(value) };
+    const list: support.Directive[] = stageMap.get(key) ?? [];
     const add = (items: Value[]): InitError | null => {
       for (const item of items) {
         if (Array.isArray(item)) {
@@ -190,7 +193,7 @@ function buildStageMap(v: Value): InitError | null {
           seen.set(item.name, item);
           list.push(item);
         } else {
-          return { kind: 'bad_element', key, type: ops.typeOf(item) };
+          return { kind: 'bad_element', key: written, type: ops.typeOf(item) };
         }
       }
       return null;

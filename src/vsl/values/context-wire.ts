@@ -1,4 +1,4 @@
-// How one stage evaluation's context data (ContextData, intrinsics.ts)
+// How one stage evaluation's context data (ContextData, below)
 // crosses into the sandbox. Decoding it was most of the cost of a simple
 // rule (QuickJS parses JSON object keys slowly), so:
 //   - each part is a JSON array with fixed positions, not an object;
@@ -11,8 +11,33 @@
 //     transaction's across the rules of one RCPT.
 // Both sides use this module, so the positions cannot drift apart.
 
-import type { ContextData } from './intrinsics.js';
 import type { MailAddress } from '../../mail/types.js';
+
+/** Per-evaluation data sent by the host (src/policy/snapshot.ts builds it). */
+export interface ContextData {
+  now: number;
+  session: {
+    id: string;
+    listener: string;
+    clientIp: string;
+    clientPort: number;
+    serverIp: string;
+    serverPort: number;
+    serverName: string;
+    connectedAt: number;
+    tls: boolean;
+    helo: string | null;
+    auth: { mechanism: string; authid: string } | null;
+  };
+  creds: { mechanism: string; authid: string; authpass: string } | null;
+  txn: {
+    id: string;
+    mailFrom: MailAddress;
+    mailAt: number;
+    rcpts: MailAddress[];
+    current: MailAddress | null;
+  } | null;
+}
 
 type AddrWire = [local: string, domain: string, raw: string, isNull: 0 | 1];
 type SessionWire = [string, string, string, number, string, number, string, number, 0 | 1, string | null, string | null, string | null];
