@@ -66,6 +66,8 @@ export interface Config {
     concurrency_per_destination: number;
     maildir: string;
     mbox: string;
+    /** Extension: who local mailbox files belong to: "" (the server's user), a user name, or "{local_part}". */
+    mailbox_owner: string;
     timeout: string;
     /** Extension: TCP port of MX hosts (25; tests point MX delivery at loopback servers). */
     mx_port: number;
@@ -153,6 +155,7 @@ export function defaultConfig(hostname: string, isTerminal = false): Config {
       concurrency_per_destination: 8,
       maildir: '/var/vmail/{domain}/{local_part}/Maildir',
       mbox: '/var/mail/{local_part}',
+      mailbox_owner: '',
       timeout: '5m',
       mx_port: 25,
     },

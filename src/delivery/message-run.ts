@@ -24,18 +24,18 @@
 import type { Clock, Resolver } from '../builtins/host.js';
 import type { Config } from '../config/schema.js';
 import { parseDuration } from '../config/units.js';
-import type { MailAddress, StageEffect, StageOutcome } from '../policy/types.js';
+import type { MailAddress, StageEffect, StageOutcome, Transport } from '../policy/types.js';
 import { addressText } from '../policy/types.js';
 import { type EnvelopeRecord, isOpen, type RecipientRecord, type SessionSnapshot } from '../queue/envelope.js';
 import { applyMessageEffects, isMessageEffect } from '../queue/message.js';
 import { ACTIVE, DEAD, DEFERRED, quarantinePlace, sha256Hex, type Spool, type SpoolLogger } from '../queue/spool.js';
 import { buildDsn } from './dsn.js';
 import { applyEnvelopeEffects } from './effects.js';
-import { deliverMaildir, deliverMbox } from './local.js';
-import { delivered, type RcptResult } from './outcome.js';
+import { deferred, type RcptResult } from './outcome.js';
 import type { DeliveryPool } from './pool.js';
 import { isExpired, retryDelay, retrySchedule } from './retry.js';
 import { routeFor } from './routes.js';
+import type { TransportContext, TransportDef } from './transports/index.js';
 
 /** Runs the postq or delivery stage of the current policy for a queued message. */
 export type RunStage = (stage: 'postq' | 'delivery', record: EnvelopeRecord, message: Buffer) => Promise<StageOutcome>;
@@ -262,11 +262,9 @@ export class MessageRun {
   // ---- delivery ----
 
   private async attempt(): Promise<void> {
-    const cfg = this.ctx.cfg;
     const open = this.record.recipients.filter(isOpen);
-    const mailFrom = addressText(this.record.mail_from);
-    const deps = { resolver: this.ctx.resolver, mxPort: this.ctx.mxPort, random: this.ctx.random };
-    const smtpGroups = new Map<string, { dest: import('./pool.js').Destination; rcpts: RecipientRecord[] }>();
+    const tctx = this.transportContext();
+    const groups = new Map<string, { def: TransportDef; transport: Transport; rcpts: RecipientRecord[] }>();
     const tasks: Array<Promise<void>> = [];
     const settle = (rcpts: RecipientRecord[], results: RcptResult[]) => {
       const byAddr = new Map(results.map((r) => [r.address.toLowerCase(), r]));
@@ -281,38 +279,21 @@ export class MessageRun {
       return this.allDelivered() ? this.writes : this.save();
     };
     for (const r of open) {
-      const route = routeFor(r.transport, r.address, cfg, deps);
-      const addr = addressText(r.address);
-      switch (route.kind) {
-        case 'none':
-          this.ctx.log.info({ queue_id: this.id, rcpt: addr }, `queue: ${this.id}: delivery disabled for ${addr}`);
-          tasks.push(settle([r], [delivered(addr, 'delivery disabled by policy (no delivery made)')]));
-          break;
-        case 'error':
-          tasks.push(settle([r], [route.error.resultFor(addr)]));
-          break;
-        case 'maildir':
-        case 'mbox': {
-          const fn = route.kind === 'maildir' ? deliverMaildir : deliverMbox;
-          const template = route.kind === 'maildir' ? cfg.delivery.maildir : cfg.delivery.mbox;
-          tasks.push(
-            this.ctx.pool
-              .runLocal(() => fn(template, this.record.mail_from, r.address, this.message, this.now()))
-              .then((res) => settle([r], [res])),
-          );
-          break;
-        }
-        case 'smtp': {
-          const g = smtpGroups.get(route.dest.key) ?? { dest: route.dest, rcpts: [] };
-          g.rcpts.push(r);
-          smtpGroups.set(route.dest.key, g);
-          break;
-        }
+      const route = routeFor(r.transport, r.address, tctx);
+      if ('error' in route) {
+        tasks.push(settle([r], [route.error.resultFor(addressText(r.address))]));
+        continue;
       }
+      const g = groups.get(route.key) ?? { def: route.def, transport: route.transport, rcpts: [] };
+      g.rcpts.push(r);
+      groups.set(route.key, g);
     }
-    for (const g of smtpGroups.values()) {
-      const rcpts = g.rcpts.map((r) => addressText(r.address));
-      tasks.push(this.ctx.pool.submit(g.dest, { mailFrom, rcpts, data: this.message }).then((results) => settle(g.rcpts, results)));
+    for (const g of groups.values()) {
+      const job = { queueId: this.id, mailFrom: this.record.mail_from, rcpts: g.rcpts.map((r) => r.address), message: this.message };
+      const results = g.def.deliver(g.transport, job, tctx).catch((err: Error) =>
+        job.rcpts.map((a) => deferred(addressText(a), `451 4.3.0 ${g.def.kind} delivery failed: ${err.message}`, '4.3.0')),
+      );
+      tasks.push(results.then((res) => settle(g.rcpts, res)));
     }
     await Promise.all(tasks);
     this.record.attempts++;
@@ -322,6 +303,11 @@ export class MessageRun {
       .filter((n) => !Number.isNaN(n));
     this.record.next_attempt = nexts.length ? iso(Math.min(...nexts)) : null;
     if (!this.allDelivered()) await this.save();
+  }
+
+  private transportContext(): TransportContext {
+    const c = this.ctx;
+    return { cfg: c.cfg, pool: c.pool, resolver: c.resolver, mxPort: c.mxPort, random: c.random, now: () => this.now(), log: c.log };
   }
 
   private allDelivered(): boolean {
