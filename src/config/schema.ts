@@ -68,6 +68,8 @@ export interface Config {
     mbox: string;
     /** Extension: who local mailbox files belong to: "" (the server's user), a user name, or "{local_part}". */
     mailbox_owner: string;
+    /** Extension: LMTP server of transport::lmtp without a target: "unix:/path", "/path" or "host[:port]". */
+    lmtp: string;
     timeout: string;
     /** Extension: TCP port of MX hosts (25; tests point MX delivery at loopback servers). */
     mx_port: number;
@@ -156,6 +158,7 @@ export function defaultConfig(hostname: string, isTerminal = false): Config {
       maildir: '/var/vmail/{domain}/{local_part}/Maildir',
       mbox: '/var/mail/{local_part}',
       mailbox_owner: '',
+      lmtp: '',
       timeout: '5m',
       mx_port: 25,
     },

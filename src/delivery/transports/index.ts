@@ -5,6 +5,7 @@
 
 import type { Transport } from '../../policy/types.js';
 import { forwardTransport } from './forward.js';
+import { lmtpTransport } from './lmtp.js';
 import { maildirTransport } from './maildir.js';
 import { mboxTransport } from './mbox.js';
 import { mxTransport } from './mx.js';
@@ -19,6 +20,7 @@ export const TRANSPORTS: readonly TransportDef[] = [
   maildirTransport,
   mboxTransport,
   noneTransport,
+  lmtpTransport,
 ];
 
 const byKind = new Map(TRANSPORTS.map((t) => [t.kind, t]));
