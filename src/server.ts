@@ -17,6 +17,7 @@ import { createSmtpFront, type ListenerAddress, type SmtpFront } from './smtp/fr
 import { Spool } from './queue/spool.js';
 import { Scheduler } from './delivery/scheduler.js';
 import { runStageWith } from './delivery/stage-adapter.js';
+import { transportByRcptRules } from './delivery/recipient-transport.js';
 import { createFailureTracker, failureTrackerOptions } from './builtins/auth/failures.js';
 import type { Config } from './config/schema.js';
 import type { ServerStats } from './stats.js';
@@ -80,7 +81,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log, stats });
   let scheduler: Scheduler | null = null;
   if (opts.deliver !== false) {
-    scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log });
+    scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log, chooseTransport: transportByRcptRules(runner, config, log) });
     await scheduler.start();
   }
   const front = createSmtpFront({
@@ -141,7 +142,7 @@ export async function startDelivery(opts: ServerOptions): Promise<DeliveryProces
   const config = (): Config => policy.current().config;
   const spool = await Spool.open(config().queue.dir, { log });
   const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log });
-  const scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log });
+  const scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log, chooseTransport: transportByRcptRules(runner, config, log) });
   await scheduler.start();
   if (opts.watch !== false) policy.watch();
   let stopping: Promise<void> | null = null;

@@ -26,7 +26,7 @@ import type { Config } from '../config/schema.js';
 import { parseDuration } from '../config/units.js';
 import type { MailAddress, StageEffect, StageOutcome, Transport } from '../policy/types.js';
 import { addressText } from '../policy/types.js';
-import { type EnvelopeRecord, isOpen, type RecipientRecord, type SessionSnapshot } from '../queue/envelope.js';
+import { type EnvelopeRecord, isOpen, type RecipientRecord, type SessionSnapshot, snapshotSession } from '../queue/envelope.js';
 import { applyMessageEffects, isMessageEffect } from '../queue/message.js';
 import { ACTIVE, DEAD, DEFERRED, quarantinePlace, sha256Hex, type Spool, type SpoolLogger } from '../queue/spool.js';
 import { buildDsn } from './dsn.js';
@@ -34,6 +34,7 @@ import { applyEnvelopeEffects } from './effects.js';
 import { deferred, type RcptResult } from './outcome.js';
 import type { DeliveryPool } from './pool.js';
 import { isExpired, retryDelay, retrySchedule } from './retry.js';
+import { type ChooseTransport, ownSession } from './recipient-transport.js';
 import { routeFor } from './routes.js';
 import type { TransportContext, TransportDef } from './transports/index.js';
 
@@ -50,6 +51,8 @@ export interface RunContext {
   pool: DeliveryPool;
   resolver: Resolver;
   mxPort: number;
+  /** The transport of a recipient the server adds (the DSN's recipient): what the rcpt rules choose. */
+  chooseTransport: ChooseTransport;
 }
 
 /** Where a pass left the message (the scheduler indexes deferred ones). */
@@ -356,23 +359,7 @@ export class MessageRun {
   // ---- bounces ----
 
   private localSession(): SessionSnapshot {
-    const cfg = this.ctx.cfg;
-    return {
-      id: `dsn-${this.id}`,
-      listener: 'smtp',
-      client_ip: '127.0.0.1',
-      client_port: 0,
-      server_ip: '127.0.0.1',
-      server_port: 0,
-      server_name: cfg.server.name,
-      connected_at: iso(this.now()),
-      tls: null,
-      helo: cfg.server.name,
-      esmtp: true,
-      auth: null,
-      reverse_name: null,
-      remembered: null,
-    };
+    return snapshotSession(ownSession(this.ctx.cfg, `dsn-${this.id}`, new Date(this.now())));
   }
 
   /**
@@ -399,7 +386,7 @@ export class MessageRun {
         await this.ctx.spool.enqueue({
           id: dsnId,
           mailFrom: NULL_SENDER,
-          rcpts: [{ address: { ...this.record.mail_from }, transport: { kind: 'default' } }],
+          rcpts: [{ address: { ...this.record.mail_from }, transport: await this.ctx.chooseTransport(this.record.mail_from, NULL_SENDER) }],
           data,
           session: this.localSession(),
           txnRemembered: null,

@@ -26,6 +26,7 @@ import { errCode } from '../queue/durable.js';
 import { isQueueId } from '../queue/id.js';
 import { deliveryTimeouts, MessageRun, type RunResult, type RunStage } from './message-run.js';
 import { DeliveryPool } from './pool.js';
+import { type ChooseTransport, defaultOnly } from './recipient-transport.js';
 
 export type { RunStage } from './message-run.js';
 
@@ -48,6 +49,8 @@ export interface SchedulerOptions {
   idleMs?: number;
   /** Messages processed at once (default max(16, 2 × delivery.concurrency)). */
   maxInFlight?: number;
+  /** The transport of recipients the server adds (DSNs): the rcpt rules' choice (default: delivery.default). */
+  chooseTransport?: ChooseTransport;
   /** Extra trust anchors for verified outgoing TLS. */
   tlsCa?: import('node:tls').SecureContextOptions['ca'];
 }
@@ -300,6 +303,7 @@ export class Scheduler {
         pool: this.pool,
         resolver: this.opts.resolver,
         mxPort: this.opts.mxPort ?? cfg.delivery.mx_port,
+        chooseTransport: this.opts.chooseTransport ?? defaultOnly,
       },
       loaded.record,
       loaded.message,
