@@ -56,7 +56,11 @@ export interface Config {
       dnsbl_timeout: string;
     };
   };
-  queue: { dir: string };
+  queue: {
+    dir: string;
+    /** Extension: how long a message stays in dead/ before it is removed; "0s" keeps it forever. */
+    dead_max_age: string;
+  };
   delivery: {
     default: string;
     retry: string[];
@@ -147,7 +151,7 @@ export function defaultConfig(hostname: string, isTerminal = false): Config {
       },
       dns: { servers: [], timeout: '5s', dnsbl_timeout: '2s' },
     },
-    queue: { dir: '/var/spool/mta' },
+    queue: { dir: '/var/spool/mta', dead_max_age: '0s' },
     delivery: {
       default: 'mx',
       retry: ['5m', '15m', '30m', '1h', '2h', '4h'],

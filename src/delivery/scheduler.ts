@@ -25,6 +25,7 @@ import { ACTIVE, CorruptMessageError, DEFERRED, type Place, type Spool, type Spo
 import { errCode } from '../queue/durable.js';
 import { isQueueId } from '../queue/id.js';
 import { deliveryTimeouts, MessageRun, type RunResult, type RunStage } from './message-run.js';
+import { expireDead } from './dead-expiry.js';
 import { DeliveryPool } from './pool.js';
 import { type ChooseTransport, defaultOnly } from './recipient-transport.js';
 
@@ -126,6 +127,12 @@ export class Scheduler {
     for (const d of report.deferred) this.deferredIndex.set(d.id, d.nextAttempt);
     this.lastScan = this.clock.now();
     this.lastStrayCollection = this.clock.now();
+    await this.expireDead();
+  }
+
+  /** Removes what stayed in dead/ longer than queue.dead_max_age. */
+  expireDead(): Promise<number> {
+    return expireDead(this.opts.spool, this.opts.config(), this.clock.now(), this.log);
   }
 
   /** Takes the spool's scheduler lock, recovers, and starts delivering. */
@@ -230,6 +237,7 @@ export class Scheduler {
     if (this.clock.now() - this.lastStrayCollection >= STRAY_INTERVAL_MS) {
       this.lastStrayCollection = this.clock.now();
       await spool.sweep();
+      await this.expireDead();
     }
   }
 
