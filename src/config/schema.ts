@@ -74,6 +74,10 @@ export interface Config {
     mailbox_owner: string;
     /** Extension: LMTP server of transport::lmtp without a target: "unix:/path", "/path" or "host[:port]". */
     lmtp: string;
+    /** Extension: an aliases file in the /etc/aliases format for the local domains ("" = none). */
+    aliases: string;
+    /** Extension: a virtual alias map, `address target, …` or `@domain target` ("" = none). */
+    virtual_aliases: string;
     timeout: string;
     /** Extension: TCP port of MX hosts (25; tests point MX delivery at loopback servers). */
     mx_port: number;
@@ -163,6 +167,8 @@ export function defaultConfig(hostname: string, isTerminal = false): Config {
       mbox: '/var/mail/{local_part}',
       mailbox_owner: '',
       lmtp: '',
+      aliases: '',
+      virtual_aliases: '',
       timeout: '5m',
       mx_port: 25,
     },

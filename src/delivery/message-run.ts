@@ -26,7 +26,8 @@ import type { Config } from '../config/schema.js';
 import { parseDuration } from '../config/units.js';
 import type { MailAddress, StageEffect, StageOutcome, Transport } from '../policy/types.js';
 import { addressText } from '../policy/types.js';
-import { type EnvelopeRecord, isOpen, type RecipientRecord, type SessionSnapshot, snapshotSession } from '../queue/envelope.js';
+import { type EnvelopeRecord, isOpen, newRecipientRecord, type RecipientRecord, type SessionSnapshot, snapshotSession } from '../queue/envelope.js';
+import { type AliasTables, expandAlias } from './aliases.js';
 import { applyMessageEffects, isMessageEffect } from '../queue/message.js';
 import { ACTIVE, DEAD, DEFERRED, quarantinePlace, sha256Hex, type Spool, type SpoolLogger } from '../queue/spool.js';
 import { buildDsn } from './dsn.js';
@@ -53,6 +54,8 @@ export interface RunContext {
   mxPort: number;
   /** The transport of a recipient the server adds (the DSN's recipient): what the rcpt rules choose. */
   chooseTransport: ChooseTransport;
+  /** The alias tables of delivery.aliases and delivery.virtual_aliases (throws when a file cannot be read). */
+  aliases: () => Promise<AliasTables>;
 }
 
 /** Where a pass left the message (the scheduler indexes deferred ones). */
@@ -123,6 +126,7 @@ export class MessageRun {
       }
     }
 
+    await this.expandAliases();
     await this.attempt();
     if (this.record.recipients.some((r) => r.dsn === 'pending')) {
       if (!(await this.bounce()) && !this.record.recipients.some(isOpen)) return this.toDeferredForBounce();
@@ -260,6 +264,42 @@ export class MessageRun {
     this.record.next_attempt = iso(next);
     await this.save();
     return this.moveTo('deferred', next);
+  }
+
+  // ---- aliases ----
+
+  /**
+   * Replaces every open recipient that has an alias by the addresses it
+   * expands to (each with the transport the rcpt rules choose for it); the
+   * alias itself is done. An alias loop fails that recipient (5.4.6).
+   */
+  private async expandAliases(): Promise<void> {
+    const tables = await this.ctx.aliases();
+    if (tables.local.size === 0 && tables.virtual.size === 0) return;
+    let changed = false;
+    for (const r of this.record.recipients.filter((x) => isOpen(x) && x.alias_of === undefined)) {
+      const x = expandAlias(r.address, tables, this.ctx.cfg);
+      if (x.kind === 'none') continue;
+      changed = true;
+      const addr = addressText(r.address);
+      if (x.kind === 'loop') {
+        this.ctx.log.info({ queue_id: this.id, rcpt: addr, chain: x.chain }, `queue: ${this.id}: alias loop for ${addr}: ${x.chain.join(' -> ')}`);
+        this.fail(r, `554 5.4.6 alias loop: ${x.chain.join(' -> ')}`, '5.4.6', null);
+        continue;
+      }
+      r.state = 'delivered';
+      r.status = '2.0.0';
+      r.delivered_at = iso(this.now());
+      r.next_attempt = null;
+      for (const a of x.addresses) {
+        if (this.record.recipients.some((o) => isOpen(o) && rcptKey(o.address) === rcptKey(a))) continue;
+        const added = newRecipientRecord(a, await this.ctx.chooseTransport(a, this.record.mail_from));
+        added.alias_of = addr;
+        this.record.recipients.push(added);
+      }
+      this.ctx.log.info({ queue_id: this.id, rcpt: addr, to: x.addresses.map(addressText) }, `queue: ${this.id}: ${addr} is an alias of ${x.addresses.map(addressText).join(', ')}`);
+    }
+    if (changed) await this.save();
   }
 
   // ---- delivery ----

@@ -25,6 +25,7 @@ import { ACTIVE, CorruptMessageError, DEFERRED, type Place, type Spool, type Spo
 import { errCode } from '../queue/durable.js';
 import { isQueueId } from '../queue/id.js';
 import { deliveryTimeouts, MessageRun, type RunResult, type RunStage } from './message-run.js';
+import { AliasFiles } from './aliases.js';
 import { expireDead } from './dead-expiry.js';
 import { DeliveryPool } from './pool.js';
 import { type ChooseTransport, defaultOnly } from './recipient-transport.js';
@@ -80,6 +81,7 @@ export class Scheduler {
   private scanning: Promise<void> | null = null;
   private watcher: FSWatcher | null = null;
   private pumpQueued = false;
+  private readonly aliasFiles = new AliasFiles((file, w) => this.log.warn({ file, line: w.line }, `aliases: ${file}:${w.line}: ${w.message}`));
   private readonly onEnqueued = (id: string, place: Place) => {
     if (place.kind !== 'active') return;
     this.ready.add(id);
@@ -312,6 +314,7 @@ export class Scheduler {
         resolver: this.opts.resolver,
         mxPort: this.opts.mxPort ?? cfg.delivery.mx_port,
         chooseTransport: this.opts.chooseTransport ?? defaultOnly,
+        aliases: () => this.aliasFiles.tables(cfg),
       },
       loaded.record,
       loaded.message,

@@ -41,6 +41,8 @@ export interface RecipientRecord {
   remote_mta: string | null;
   /** Bounce bookkeeping of a failed recipient: 'pending' until its DSN is queued. */
   dsn: 'none' | 'pending' | 'sent';
+  /** Set on a recipient added by alias expansion: the address it came from (it is not expanded again). */
+  alias_of?: string;
 }
 
 /** What the postq and delivery stages need from the SMTP session (SPEC §4.2). */
@@ -290,6 +292,7 @@ function checkRecipient(v: unknown, path: string): RecipientRecord {
     status: strOrNull(v, 'status', path),
     remote_mta: strOrNull(v, 'remote_mta', path),
     dsn,
+    ...(typeof v.alias_of === 'string' ? { alias_of: v.alias_of } : {}),
   };
 }
 
