@@ -18,6 +18,7 @@ import { Spool } from './queue/spool.js';
 import { Scheduler } from './delivery/scheduler.js';
 import { runStageWith } from './delivery/stage-adapter.js';
 import { transportByRcptRules } from './delivery/recipient-transport.js';
+import { dropPrivileges, giveSpoolTo } from './privileges/drop.js';
 import { createFailureTracker, failureTrackerOptions } from './builtins/auth/failures.js';
 import type { Config } from './config/schema.js';
 import type { ServerStats } from './stats.js';
@@ -32,6 +33,8 @@ export interface ServerOptions {
   watch?: boolean;
   /** Counters and stage timings of this process. */
   stats?: ServerStats;
+  /** startDelivery: resolves once the workers' listeners are bound; privileges are dropped and delivery starts then. */
+  listening?: Promise<void>;
 }
 
 export interface RunningServer {
@@ -82,7 +85,6 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   let scheduler: Scheduler | null = null;
   if (opts.deliver !== false) {
     scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log, chooseTransport: transportByRcptRules(runner, config, log) });
-    await scheduler.start();
   }
   const front = createSmtpFront({
     config: config(),
@@ -93,9 +95,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
   let listeners: ListenerAddress[];
   try {
+    if (opts.deliver !== false) await giveSpoolTo(config(), log);
     listeners = await front.listen();
   } catch (e) {
-    await scheduler?.stop();
+    policy.close();
+    throw e;
+  }
+  try {
+    // Bound: root is no longer needed (src/privileges/drop.ts).
+    dropPrivileges(config(), log);
+    await scheduler?.start();
+  } catch (e) {
+    await front.close(0);
     policy.close();
     throw e;
   }
@@ -143,7 +154,16 @@ export async function startDelivery(opts: ServerOptions): Promise<DeliveryProces
   const spool = await Spool.open(config().queue.dir, { log });
   const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log });
   const scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log, chooseTransport: transportByRcptRules(runner, config, log) });
-  await scheduler.start();
+  await giveSpoolTo(config(), log);
+  // Root is kept until the workers' listeners are bound (the primary binds them for the cluster).
+  const started = (opts.listening ?? Promise.resolve()).then(() => dropPrivileges(config(), log)).then(() => scheduler.start());
+  if (opts.listening) {
+    started.catch((e: Error) => {
+      log.fatal({ err: e.message }, `delivery cannot start: ${e.message}`);
+      log.flush?.();
+      process.exit(1);
+    });
+  } else await started;
   if (opts.watch !== false) policy.watch();
   let stopping: Promise<void> | null = null;
   return {

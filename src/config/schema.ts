@@ -10,6 +10,9 @@ export interface Config {
     virtual: string[];
     relay_networks: string[];
     recipient_delimiter: string;
+    /** Extension: the user (and group; "" = the user's) the server runs as after binding its listeners; "" = stay. */
+    user: string;
+    group: string;
     interfaces: {
       addr: string[];
       addr_submission: string[];
@@ -107,6 +110,8 @@ export const RESTART_KEYS = [
   'state.prefix',
   'logs.format',
   'vsl.data_dir',
+  'server.user',
+  'server.group',
 ];
 
 export function defaultConfig(hostname: string, isTerminal = false): Config {
@@ -117,6 +122,8 @@ export function defaultConfig(hostname: string, isTerminal = false): Config {
       virtual: [],
       relay_networks: ['127.0.0.0/8', '::1/128'],
       recipient_delimiter: '+',
+      user: '',
+      group: '',
       interfaces: {
         addr: ['0.0.0.0:25'],
         addr_submission: [],
