@@ -6,6 +6,7 @@
 //                 │ enqueue (fsync) ▶ queue/ spool ──▶ delivery/ scheduler
 //   reload/ manager swaps the policy version; the front re-reads TLS files.
 
+import path from 'node:path';
 import type { Logger } from 'pino';
 import { PolicyManager } from './reload/manager.js';
 import { PolicyRunner } from './policy/runner.js';
@@ -84,7 +85,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log, stats });
   let scheduler: Scheduler | null = null;
   if (opts.deliver !== false) {
-    scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log, chooseTransport: transportByRcptRules(runner, config, log) });
+    scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log, chooseTransport: transportByRcptRules(runner, config, log), policyDir: path.dirname(opts.mainPath) });
   }
   const front = createSmtpFront({
     config: config(),
@@ -153,7 +154,7 @@ export async function startDelivery(opts: ServerOptions): Promise<DeliveryProces
   const config = (): Config => policy.current().config;
   const spool = await Spool.open(config().queue.dir, { log });
   const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log });
-  const scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log, chooseTransport: transportByRcptRules(runner, config, log) });
+  const scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log, chooseTransport: transportByRcptRules(runner, config, log), policyDir: path.dirname(opts.mainPath) });
   await giveSpoolTo(config(), log);
   // Root is kept until the workers' listeners are bound (the primary binds them for the cluster).
   const started = (opts.listening ?? Promise.resolve()).then(() => dropPrivileges(config(), log)).then(() => scheduler.start());

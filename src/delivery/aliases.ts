@@ -8,6 +8,8 @@
 //                             or `@domain  target` (every address of the
 //                             domain), for any domain.
 //
+// Relative file names are relative to the policy's directory.
+//
 // A target is an address, or a bare name (a local user: name@server.domain);
 // `\name` is that local user without further expansion. Pipes, files and
 // :include: are not supported and are reported when the file is read.
@@ -19,6 +21,7 @@
 // than MAX_DEPTH or wider than MAX_ADDRESSES.
 
 import { promises as fs } from 'node:fs';
+import path from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { MailAddress } from '../policy/types.js';
 import { addressText } from '../policy/types.js';
@@ -181,7 +184,11 @@ export class AliasFiles {
   private local: Cached | null = null;
   private virtual: Cached | null = null;
 
-  constructor(private readonly warn: (file: string, w: AliasWarning) => void) {}
+  /** `baseDir`: where relative file names point (the policy's directory). */
+  constructor(
+    private readonly warn: (file: string, w: AliasWarning) => void,
+    private readonly baseDir = '.',
+  ) {}
 
   async tables(cfg: Config): Promise<AliasTables> {
     const [local, virtual] = await Promise.all([
@@ -191,8 +198,9 @@ export class AliasFiles {
     return { local: local?.table ?? new Map(), virtual: virtual?.table ?? new Map() };
   }
 
-  private async read(file: string, cached: Cached | null, parse: typeof parseAliasesFile): Promise<Cached | null> {
-    if (file.trim() === '') return null;
+  private async read(name: string, cached: Cached | null, parse: typeof parseAliasesFile): Promise<Cached | null> {
+    if (name.trim() === '') return null;
+    const file = path.resolve(this.baseDir, name);
     const st = await fs.stat(file);
     if (cached && cached.path === file && cached.mtimeMs === st.mtimeMs && cached.size === st.size) return cached;
     const { table, warnings } = parse(await fs.readFile(file, 'utf8'));

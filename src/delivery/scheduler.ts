@@ -53,6 +53,8 @@ export interface SchedulerOptions {
   maxInFlight?: number;
   /** The transport of recipients the server adds (DSNs): the rcpt rules' choice (default: delivery.default). */
   chooseTransport?: ChooseTransport;
+  /** The policy's directory: relative alias file names are relative to it (default: the working directory). */
+  policyDir?: string;
   /** Extra trust anchors for verified outgoing TLS. */
   tlsCa?: import('node:tls').SecureContextOptions['ca'];
 }
@@ -81,7 +83,7 @@ export class Scheduler {
   private scanning: Promise<void> | null = null;
   private watcher: FSWatcher | null = null;
   private pumpQueued = false;
-  private readonly aliasFiles = new AliasFiles((file, w) => this.log.warn({ file, line: w.line }, `aliases: ${file}:${w.line}: ${w.message}`));
+  private readonly aliasFiles: AliasFiles;
   private readonly onEnqueued = (id: string, place: Place) => {
     if (place.kind !== 'active') return;
     this.ready.add(id);
@@ -93,6 +95,7 @@ export class Scheduler {
     this.log = opts.log ?? { info() {}, warn() {}, error() {} };
     this.random = opts.random ?? Math.random;
     this.scanIntervalMs = Math.min(opts.scanIntervalMs ?? 5000, 10_000);
+    this.aliasFiles = new AliasFiles((file, w) => this.log.warn({ file, line: w.line }, `aliases: ${file}:${w.line}: ${w.message}`), opts.policyDir);
     const cfg = opts.config();
     this.pool = new DeliveryPool({
       concurrency: cfg.delivery.concurrency,
