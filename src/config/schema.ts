@@ -66,6 +66,8 @@ export interface Config {
   };
   delivery: {
     default: string;
+    /** Extension: the transport of local-domain recipients whose rules chose none ("" = delivery.default), e.g. "maildir" or "lmtp". */
+    local: string;
     retry: string[];
     max_age: string;
     bounce: boolean;
@@ -165,6 +167,7 @@ export function defaultConfig(hostname: string, isTerminal = false): Config {
     queue: { dir: '/var/spool/mta', dead_max_age: '0s' },
     delivery: {
       default: 'mx',
+      local: '',
       retry: ['5m', '15m', '30m', '1h', '2h', '4h'],
       max_age: '5d',
       bounce: true,

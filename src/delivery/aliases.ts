@@ -25,6 +25,7 @@ import path from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { MailAddress } from '../policy/types.js';
 import { addressText } from '../policy/types.js';
+import { isLocalDomain } from './routes.js';
 
 export const MAX_DEPTH = 20;
 export const MAX_ADDRESSES = 1000;
@@ -94,11 +95,6 @@ export function parseVirtualMap(text: string): { table: Map<string, string[]>; w
     table.set(m[1]!.toLowerCase(), targets(m[2]!, line, warnings));
   }
   return { table, warnings };
-}
-
-function isLocalDomain(domain: string, cfg: Config): boolean {
-  const d = domain.toLowerCase();
-  return d === cfg.server.domain.toLowerCase() || cfg.server.virtual.some((v) => v.toLowerCase() === d);
 }
 
 /** The entry for an address: virtual map first, then (local domains) the aliases file; with the delimiter fallback. */
