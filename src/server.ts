@@ -13,11 +13,11 @@ import { PolicyRunner } from './policy/runner.js';
 import { serverEnv } from './policy/env.js';
 import { allBuiltins } from './builtins/registry.js';
 import type { ConfigOverrides } from './policy/load.js';
-import type { HostEnv } from './builtins/host.js';
+import type { HostEnv } from './host/ports.js';
 import { createSmtpFront, type ListenerAddress, type SmtpFront } from './smtp/front.js';
 import { Spool } from './queue/spool.js';
 import { Scheduler } from './delivery/scheduler.js';
-import { runStageWith } from './delivery/stage-adapter.js';
+import { afterQueueStages, runStageWith } from './policy/after-queue.js';
 import { transportByRcptRules } from './delivery/recipient-transport.js';
 import { dropPrivileges, giveSpoolTo } from './privileges/drop.js';
 import { createFailureTracker, failureTrackerOptions } from './builtins/auth/failures.js';
@@ -36,6 +36,8 @@ export interface ServerOptions {
   stats?: ServerStats;
   /** startDelivery: resolves once the workers' listeners are bound; privileges are dropped and delivery starts then. */
   listening?: Promise<void>;
+  /** Record deliveries instead of making them (the differential tests of explain against the server). */
+  capture?: import('./delivery/message-run.js').DeliveryCapture;
 }
 
 export interface RunningServer {
@@ -85,7 +87,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log, stats });
   let scheduler: Scheduler | null = null;
   if (opts.deliver !== false) {
-    scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log, chooseTransport: transportByRcptRules(runner, config, log), policyDir: path.dirname(opts.mainPath) });
+    scheduler = new Scheduler({ spool, config, resolver: env().resolver, stages: afterQueueStages(runStageWith(runner)), log, capture: opts.capture, chooseTransport: transportByRcptRules(runner, config, log), policyDir: path.dirname(opts.mainPath) });
   }
   const front = createSmtpFront({
     config: config(),
@@ -154,7 +156,7 @@ export async function startDelivery(opts: ServerOptions): Promise<DeliveryProces
   const config = (): Config => policy.current().config;
   const spool = await Spool.open(config().queue.dir, { log });
   const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log });
-  const scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log, chooseTransport: transportByRcptRules(runner, config, log), policyDir: path.dirname(opts.mainPath) });
+  const scheduler = new Scheduler({ spool, config, resolver: env().resolver, stages: afterQueueStages(runStageWith(runner)), log, chooseTransport: transportByRcptRules(runner, config, log), policyDir: path.dirname(opts.mainPath) });
   await giveSpoolTo(config(), log);
   // Root is kept until the workers' listeners are bound (the primary binds them for the cluster).
   const started = (opts.listening ?? Promise.resolve()).then(() => dropPrivileges(config(), log)).then(() => scheduler.start());

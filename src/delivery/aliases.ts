@@ -23,8 +23,8 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../config/schema.js';
-import type { MailAddress } from '../policy/types.js';
-import { addressText } from '../policy/types.js';
+import type { MailAddress } from '../mail/types.js';
+import { addressText } from '../mail/types.js';
 import { isLocalDomain } from './routes.js';
 
 export const MAX_DEPTH = 20;

@@ -8,8 +8,8 @@
 // transport, refuse the address or fail, it is `default`.
 
 import type { Config } from '../config/schema.js';
-import type { MailAddress, Session, StageRunner, Transaction, Transport } from '../policy/types.js';
-import { addressText } from '../policy/types.js';
+import type { MailAddress, Session, StageRunner, Transaction, Transport } from '../mail/types.js';
+import { addressText } from '../mail/types.js';
 import type { SpoolLogger } from '../queue/spool.js';
 
 /** The transport for a recipient the server adds, for a message from `mailFrom`. */

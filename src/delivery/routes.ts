@@ -7,7 +7,7 @@
 // forward target.
 
 import type { Config } from '../config/schema.js';
-import type { MailAddress, Transport } from '../policy/types.js';
+import type { MailAddress, Transport } from '../mail/types.js';
 import { RouteError } from './outcome.js';
 import { type TransportContext, type TransportDef, transportDef } from './transports/index.js';
 
@@ -39,7 +39,7 @@ export function routeFor(transport: Transport, rcpt: MailAddress, ctx: Transport
   const def = transportDef(t.kind);
   if (!def) return { error: new RouteError(`451 4.3.5 unknown transport ${JSON.stringify(t.kind)}`, false, '4.3.5') };
   try {
-    return { def, transport: t, key: `${def.kind}:${def.destination(t, rcpt, ctx)}` };
+    return { def, transport: t, key: def.destination(t, rcpt, ctx) };
   } catch (err) {
     if (err instanceof RouteError) return { error: err };
     return { error: new RouteError(`451 4.3.5 ${(err as Error).message}`, false, '4.3.5') };

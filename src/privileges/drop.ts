@@ -14,7 +14,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { lookupGroup, lookupUser } from '../builtins/core/accounts.js';
+import { lookupGroup, lookupUser } from '../host/accounts.js';
 import type { Config } from '../config/schema.js';
 
 export interface ServerUser {

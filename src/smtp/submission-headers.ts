@@ -5,7 +5,7 @@
 
 import { rfc5322Date } from '../delivery/dsn.js';
 import type { NetworkList } from '../policy/relay-guard.js';
-import type { Header, Session } from '../policy/types.js';
+import type { Header, Session } from '../mail/types.js';
 
 export interface SubmissionFieldsInput {
   session: Session;

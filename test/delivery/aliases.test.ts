@@ -9,7 +9,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { defaultConfig } from '../../src/config/schema.js';
 import { type AliasTables, expandAlias, parseAliasesFile, parseVirtualMap } from '../../src/delivery/aliases.js';
-import { addressText } from '../../src/policy/types.js';
+import { addressText } from '../../src/mail/types.js';
 import { DEAD } from '../../src/queue/spool.js';
 import { addr, openDeliveryFixture } from '../helpers/delivery-fixtures.js';
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { systemClock } from '../../src/builtins/host.js';
+import { systemClock } from '../../src/host/ports.js';
 import { DEAD } from '../../src/queue/spool.js';
 import { openDeliveryFixture } from '../helpers/delivery-fixtures.js';
 import { startSmtpSink } from '../helpers/smtp-sink.js';

@@ -6,7 +6,7 @@ import { RouteError } from '../outcome.js';
 import { parseForwardTarget, relayKey, type RelayTarget } from '../targets.js';
 import { submitTo } from './smtp-destination.js';
 import type { TransportDef } from './transport.js';
-import type { Transport } from '../../policy/types.js';
+import type { Transport } from '../../mail/types.js';
 
 function relayOf(t: Transport): RelayTarget {
   try {

@@ -3,7 +3,7 @@
 // `delivery.default` all read it; nothing else names a transport kind.
 // Adding a transport is one file in this folder and one line here.
 
-import type { Transport } from '../../policy/types.js';
+import type { Transport } from '../../mail/types.js';
 import { forwardTransport } from './forward.js';
 import { lmtpTransport } from './lmtp.js';
 import { maildirTransport } from './maildir.js';

@@ -11,8 +11,8 @@
 
 import net from 'node:net';
 import { parseDuration } from '../../config/units.js';
-import type { Transport } from '../../policy/types.js';
-import { addressText } from '../../policy/types.js';
+import type { Transport } from '../../mail/types.js';
+import { addressText } from '../../mail/types.js';
 import { deferred, type RcptResult, resultFromReply } from '../outcome.js';
 import type { DeliveryJob, TransportContext, TransportDef } from './transport.js';
 
@@ -220,7 +220,7 @@ export const lmtpTransport: TransportDef = {
   destination(t, _rcpt, ctx) {
     const target = targetOf(t, ctx);
     parseLmtpTarget(target);
-    return target;
+    return `lmtp:${target}`;
   },
   deliver: (t, job, ctx) => ctx.pool.runLocal(() => deliverLmtp(t, job, ctx)),
 };

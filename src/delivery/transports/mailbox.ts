@@ -18,10 +18,10 @@
 
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { lookupUser } from '../../builtins/core/accounts.js';
+import { lookupUser } from '../../host/accounts.js';
 import type { Config } from '../../config/schema.js';
-import type { MailAddress } from '../../policy/types.js';
-import { addressText } from '../../policy/types.js';
+import type { MailAddress } from '../../mail/types.js';
+import { addressText } from '../../mail/types.js';
 import { prependFields } from '../../queue/message.js';
 import { deferred, failed, type RcptResult } from '../outcome.js';
 import type { DeliveryJob, TransportContext } from './transport.js';

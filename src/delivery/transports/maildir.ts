@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { addressText } from '../../policy/types.js';
+import { addressText } from '../../mail/types.js';
 import { deferred, delivered, type RcptResult } from '../outcome.js';
 import { deliverEach, makeMailboxDirs, type MailboxDelivery, syncDir } from './mailbox.js';
 import type { TransportDef } from './transport.js';

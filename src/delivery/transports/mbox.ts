@@ -3,8 +3,8 @@
 
 import { constants as fsConstants, promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { MailAddress } from '../../policy/types.js';
-import { addressText } from '../../policy/types.js';
+import type { MailAddress } from '../../mail/types.js';
+import { addressText } from '../../mail/types.js';
 import { deferred, delivered, type RcptResult } from '../outcome.js';
 import { deliverEach, makeMailboxDirs, type MailboxDelivery, toLf } from './mailbox.js';
 import type { TransportDef } from './transport.js';

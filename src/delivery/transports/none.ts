@@ -1,6 +1,6 @@
 // transport::disable_delivery: the recipient is done without a delivery.
 
-import { addressText } from '../../policy/types.js';
+import { addressText } from '../../mail/types.js';
 import { delivered } from '../outcome.js';
 import type { TransportDef } from './transport.js';
 
@@ -8,6 +8,7 @@ export const noneTransport: TransportDef = {
   kind: 'none',
   builtin: 'disable_delivery',
   target: null,
+  delivers: false,
   destination: () => 'none',
   async deliver(_t, job, ctx) {
     return job.rcpts.map((rcpt) => {

@@ -1,7 +1,7 @@
 // What the MX and forward transports share: handing a job to the pool's
 // connection to a Destination.
 
-import { addressText } from '../../policy/types.js';
+import { addressText } from '../../mail/types.js';
 import type { RcptResult } from '../outcome.js';
 import type { Destination } from '../pool.js';
 import type { DeliveryJob, TransportContext } from './transport.js';

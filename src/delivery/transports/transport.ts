@@ -3,9 +3,9 @@
 // to `deliver()`; the transport answers with one result per recipient. A
 // transport is one file in this folder plus one line in ./index.ts.
 
-import type { Resolver } from '../../builtins/host.js';
+import type { Resolver } from '../../host/ports.js';
 import type { Config } from '../../config/schema.js';
-import type { MailAddress, Transport } from '../../policy/types.js';
+import type { MailAddress, Transport } from '../../mail/types.js';
 import type { SpoolLogger } from '../../queue/spool.js';
 import type { RcptResult } from '../outcome.js';
 import type { DeliveryPool } from '../pool.js';
@@ -45,9 +45,12 @@ export interface TransportDef {
   /** Name of the vSL built-ins: `transport::<builtin>(rcpt, …)` and `transport::<builtin>_all(…)`. */
   builtin: string;
   target: TargetParam | null;
+  /** false for a transport that makes no delivery (disable_delivery): a dry run has nothing to capture. */
+  delivers?: false;
   /**
-   * The key grouping recipients delivered together (one connection, one
-   * LMTP transaction). Throws a RouteError when the recipient cannot be
+   * The key grouping recipients delivered together (unique across transports:
+   * `mx:<domain>`, a relay key, `lmtp:<target>`; the kind for local mailboxes)
+   * in one connection or one LMTP transaction. Throws a RouteError when the recipient cannot be
    * routed (a bad target in the configuration, say).
    */
   destination(t: Transport, rcpt: MailAddress, ctx: TransportContext): string;
