@@ -1,0 +1,84 @@
+// The policy side of a running process: the hot-reloading PolicyManager, the
+// long-lived host services (resolver, state store) that outlive policy
+// versions, and the PolicyRunner on top. `mta run` (src/server.ts), `mta
+// milter` and `mta policy-server` build it the same way, so a policy
+// behaves alike behind every front (SPEC §12 for the reload rules).
+
+import type { Logger } from 'pino';
+import { allBuiltins } from '../builtins/registry.js';
+import type { HostEnv } from '../builtins/host.js';
+import type { Config } from '../config/schema.js';
+import { serverEnv } from '../policy/env.js';
+import type { ConfigOverrides } from '../policy/load.js';
+import { relayGuardConfig } from '../policy/relay-guard.js';
+import { PolicyRunner } from '../policy/runner.js';
+import type { StageMachineEnv } from '../policy/stage-machine.js';
+import { PolicyManager } from './manager.js';
+
+export interface PolicyRuntimeOptions {
+  mainPath: string;
+  overrides: ConfigOverrides;
+  log: Logger;
+  /** Extra files whose change triggers a reload (TLS certificate and key). */
+  extraFiles?: (config: Config) => string[];
+  stats?: { recordStage(stage: string, ms: number): void };
+}
+
+export interface PolicyRuntime {
+  policy: PolicyManager;
+  /** The host services; built once the first configuration is known. */
+  env(): HostEnv;
+  runner: PolicyRunner;
+  config(): Config;
+  /** Closes the policy versions and the state store. */
+  close(): Promise<void>;
+}
+
+/** Loads the policy with hot reload and one HostEnv for the life of the process. */
+export async function startPolicyRuntime(opts: PolicyRuntimeOptions): Promise<PolicyRuntime> {
+  let env: HostEnv | null = null;
+  const policy = await PolicyManager.start({
+    mainPath: opts.mainPath,
+    overrides: opts.overrides,
+    load: {
+      builtins: allBuiltins(),
+      env: (config) => {
+        // The resolver and state store outlive policy versions.
+        if (!env) env = serverEnv(config, opts.mainPath, opts.log);
+        else env = { ...env, config };
+        return env;
+      },
+    },
+    log: opts.log,
+    ...(opts.extraFiles ? { extraFiles: opts.extraFiles } : {}),
+  });
+  opts.log.level = policy.current().config.logs.level;
+  policy.onSwap((next) => {
+    opts.log.level = next.config.logs.level;
+  });
+  const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log: opts.log, ...(opts.stats ? { stats: opts.stats } : {}) });
+  return {
+    policy,
+    env: () => env!,
+    runner,
+    config: () => policy.current().config,
+    async close() {
+      policy.close();
+      await env?.state.close().catch(() => undefined);
+    },
+  };
+}
+
+/**
+ * The stage machine's view of a runtime for fronts that keep no SMTP
+ * settings of their own (milter, policy service): the relay guard and
+ * `vsl.error_status` of the current configuration, recomputed on reload.
+ */
+export function stageMachineEnv(rt: Pick<PolicyRuntime, 'runner' | 'policy'>): StageMachineEnv {
+  const compute = (c: Config): ReturnType<StageMachineEnv['settings']> => ({ relay: relayGuardConfig(c.server), errorStatus: c.vsl.error_status });
+  let current = compute(rt.policy.current().config);
+  rt.policy.onSwap((next) => {
+    current = compute(next.config);
+  });
+  return { runner: rt.runner, settings: () => current };
+}
