@@ -19,6 +19,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from './redis.js';
 
 const run = promisify(execFile);
 
@@ -50,15 +51,6 @@ export interface PostfixInstance {
   /** The maillog so far. */
   log(): string;
   stop(): Promise<void>;
-}
-
-/** A port nobody listens on now, on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', () => resolve()));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
 }
 
 // The services smtpd needs to receive, queue and pass mail on; all unchrooted.
