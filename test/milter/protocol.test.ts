@@ -3,6 +3,8 @@
 // Postfix's header indexes, and what malformed input gets.
 
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cstr, uint32 } from '../../src/milter/wire.js';
 import { MilterClient } from './milter-client.js';
@@ -155,5 +157,29 @@ describe('mta milter protocol', () => {
     const next = await MilterClient.connect(front.port);
     assert.equal((await next.negotiate())!.cmd, 'O');
     next.destroy();
+  });
+});
+
+describe('mta milter hot reload', () => {
+  it('decides new connections with the reloaded policy; a failed reload keeps the last good one', async () => {
+    const f = await startTestFront('milter', { files: { 'main.vsl': ONLY_RCPT.replace('next()', 'reject("550 5.7.1 closed for now")') } });
+    try {
+      const rcptReply = async (): Promise<string> => {
+        const c = await inTransaction(f.port);
+        c.send('R', cstr('<bob@example.org>'));
+        const p = (await c.read())!;
+        c.destroy();
+        return p.cmd === 'y' ? p.data.toString('utf8').replace(/\0$/, '') : p.cmd;
+      };
+      assert.equal(await rcptReply(), '550 5.7.1 closed for now');
+      fs.writeFileSync(path.join(f.policyDir, 'main.vsl'), ONLY_RCPT);
+      assert.equal((await f.front.runtime.policy.reload('test')).ok, true);
+      assert.equal(await rcptReply(), 'c');
+      fs.writeFileSync(path.join(f.policyDir, 'main.vsl'), '#{ rcpt: [ rule "broken" || ] }');
+      assert.equal((await f.front.runtime.policy.reload('test')).ok, false);
+      assert.equal(await rcptReply(), 'c');
+    } finally {
+      await f.stop();
+    }
   });
 });
