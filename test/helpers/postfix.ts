@@ -19,6 +19,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { fromRoot } from './paths.js';
 import { freePort } from './redis.js';
 
 const run = promisify(execFile);
@@ -92,11 +93,6 @@ function mainCf(dir: string, o: PostfixOptions): string {
     myhostname: 'mx.postfix.test',
     mydestination: '',
     mynetworks: '127.0.0.0/8',
-    // The policy under test decides relaying, not Postfix: every domain is a
-    // relay domain, so Postfix's obligatory reject_unauth_destination passes all.
-    relay_domains: 'static:ALL',
-    smtpd_relay_restrictions: 'reject_unauth_destination',
-    smtpd_recipient_restrictions: 'permit',
     // Tests and benchmarks play clients from other addresses and logged-in users.
     smtpd_authorized_xclient_hosts: '127.0.0.0/8',
     smtpd_peername_lookup: 'no',
@@ -192,4 +188,33 @@ export async function startPostfix(o: PostfixOptions = {}): Promise<PostfixInsta
     },
     stop,
   };
+}
+
+/** The ports docs/postfix.md uses in its examples, replaced by the test's. */
+const DOCUMENTED_PORT = { milter: 8891, 'policy-server': 10040 } as const;
+
+/**
+ * The main.cf settings docs/postfix.md gives for a front (the fenced block
+ * after `<!-- tested: milter -->` or `<!-- tested: policy-server -->`), with
+ * the front's real port, so the tests run exactly what the page says.
+ */
+export function documentedSettings(which: 'milter' | 'policy-server', port: number): Record<string, string> {
+  const doc = fs.readFileSync(fromRoot('docs', 'postfix.md'), 'utf8');
+  const m = new RegExp(`<!-- tested: ${which} -->\\s*\`\`\`\\n([\\s\\S]*?)\`\`\``).exec(doc);
+  if (m === null) throw new Error(`docs/postfix.md has no tested ${which} block`);
+  const settings: Record<string, string> = {};
+  let last: string | null = null;
+  for (const line of m[1]!.split('\n')) {
+    if (line.trim() === '' || line.trim().startsWith('#')) continue;
+    if (/^\s/.test(line) && last !== null) {
+      settings[last] = `${settings[last]} ${line.trim()}`.trim();
+      continue;
+    }
+    const eq = line.indexOf('=');
+    last = line.slice(0, eq).trim();
+    settings[last] = line.slice(eq + 1).trim();
+  }
+  const from = `127.0.0.1:${DOCUMENTED_PORT[which]}`;
+  for (const k of Object.keys(settings)) settings[k] = settings[k]!.split(from).join(`127.0.0.1:${port}`);
+  return settings;
 }

@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { postfixUnavailable, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
+import { documentedSettings, postfixUnavailable, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { SmtpClient } from '../helpers/smtp-client.js';
@@ -27,7 +27,7 @@ describe('mta milter with Postfix (smtpd_milters)', { skip }, () => {
   before(async () => {
     milter = await startTestFront('milter', { copyFrom: 'examples/doe-family' });
     sink = await startSmtpSink();
-    postfix = await startPostfix({ relayhost: sink.address, main: { smtpd_milters: `inet:127.0.0.1:${milter.port}` } });
+    postfix = await startPostfix({ relayhost: sink.address, main: documentedSettings('milter', milter.port) });
     direct = await startTestServer({ copyFrom: 'examples/doe-family' });
   });
   after(async () => {
@@ -117,7 +117,7 @@ describe('mta milter edits the message Postfix delivers', { skip }, () => {
   before(async () => {
     milter = await startTestFront('milter', { files: { 'main.vsl': EDITING_POLICY } });
     sink = await startSmtpSink();
-    postfix = await startPostfix({ relayhost: sink.address, main: { smtpd_milters: `inet:127.0.0.1:${milter.port}` } });
+    postfix = await startPostfix({ relayhost: sink.address, main: documentedSettings('milter', milter.port) });
   });
   after(async () => {
     await postfix?.stop();

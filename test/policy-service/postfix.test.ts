@@ -7,18 +7,15 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { postfixUnavailable, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
+import { documentedSettings, postfixUnavailable, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
 import { startTestFront, throughPostfix, type TestFront } from '../milter/front-fixture.js';
 
 const skip = postfixUnavailable() ?? false;
 
-/** Postfix between the client and the policy service; everything it accepts goes to a capture server. */
+/** Postfix configured as docs/postfix.md says; everything it accepts goes to a capture server. */
 async function postfixWithPolicy(front: TestFront, sink: SmtpSink): Promise<PostfixInstance> {
-  return startPostfix({
-    relayhost: sink.address,
-    main: { smtpd_recipient_restrictions: `check_policy_service inet:127.0.0.1:${front.port}, permit` },
-  });
+  return startPostfix({ relayhost: sink.address, main: documentedSettings('policy-server', front.port) });
 }
 
 describe('mta policy-server with Postfix (check_policy_service)', { skip }, () => {
