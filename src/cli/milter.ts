@@ -11,14 +11,8 @@ import type { PolicyRuntimeOptions } from '../reload/runtime.js';
 import { parseArgs, single, UsageError } from './args.js';
 import type { CliIo } from './io.js';
 
-export const MILTER_HELP = `usage: mta milter --config main.vsl --listen HOST:PORT|unix:PATH [options]
-
-Serves the policy as a milter (libmilter protocol 6) for Postfix
-(smtpd_milters = inet:HOST:PORT) or Sendmail. connect, helo, mail, rcpt and
-end of message run the vSL stages of the same names; preq edits become
-header, sender, recipient and body modifications. The MTA keeps the queue.
-
-  --config FILE          the policy (main.vsl)
+/** The options and signals of `mta milter` and `mta policy-server`, for their --help. */
+export const FRONT_OPTIONS = `  --config FILE          the policy (main.vsl)
   --listen ADDR          HOST:PORT, [IPv6]:PORT or unix:PATH
   --set KEY=VALUE        override a configuration key (repeatable)
   --log-level LEVEL      trace|debug|info|warn|error
@@ -27,6 +21,15 @@ header, sender, recipient and body modifications. The MTA keeps the queue.
 SIGHUP reloads the policy (it also reloads when its files change);
 SIGTERM/SIGINT stop.
 `;
+
+export const MILTER_HELP = `usage: mta milter --config main.vsl --listen HOST:PORT|unix:PATH [options]
+
+Serves the policy as a milter (libmilter protocol 6) for Postfix
+(smtpd_milters = inet:HOST:PORT) or Sendmail. connect, helo, mail, rcpt and
+end of message run the vSL stages of the same names; preq edits become
+header, sender, recipient and body modifications. The MTA keeps the queue.
+
+${FRONT_OPTIONS}`;
 
 type Start = (opts: PolicyRuntimeOptions & { listen: string }) => Promise<FrontServer>;
 

@@ -3,7 +3,7 @@
 
 import { startPolicyServer } from '../policy-service/server.js';
 import type { CliIo } from './io.js';
-import { frontCommand } from './milter.js';
+import { FRONT_OPTIONS, frontCommand } from './milter.js';
 
 export const POLICY_SERVER_HELP = `usage: mta policy-server --config main.vsl --listen HOST:PORT|unix:PATH [options]
 
@@ -14,15 +14,7 @@ so the first one also runs the stages before it. Answers DUNNO (next), OK
 (accept), HOLD (quarantine), the policy's 5xx reply, or DEFER_IF_PERMIT for
 4xx replies and errors.
 
-  --config FILE          the policy (main.vsl)
-  --listen ADDR          HOST:PORT, [IPv6]:PORT or unix:PATH
-  --set KEY=VALUE        override a configuration key (repeatable)
-  --log-level LEVEL      trace|debug|info|warn|error
-  --log-format FORMAT    json|pretty
-
-SIGHUP reloads the policy (it also reloads when its files change);
-SIGTERM/SIGINT stop.
-`;
+${FRONT_OPTIONS}`;
 
 export function policyServerCommand(argv: string[], io: CliIo): Promise<number> {
   return frontCommand('policy-server', POLICY_SERVER_HELP, startPolicyServer, argv, io);

@@ -5,11 +5,10 @@
 
 import type net from 'node:net';
 import type { Logger } from 'pino';
-import { newQueueId } from '../queue/id.js';
-import { startFrontServer, type FrontServer } from '../reload/front-process.js';
-import { stageMachineEnv, type PolicyRuntimeOptions } from '../reload/runtime.js';
+import { serveInOrder, startFrontServer, type FrontServer } from '../reload/front-process.js';
+import { decisionContext, type PolicyRuntimeOptions } from '../reload/runtime.js';
 import { MilterSession, type MilterContext } from './session.js';
-import { MilterWireError, PacketReader } from './wire.js';
+import { PacketReader } from './wire.js';
 
 /** A milter connection silent this long is closed (Postfix's own milter timeouts are shorter). */
 const IDLE_MS = 10 * 60_000;
@@ -22,25 +21,7 @@ export function serveMilterConnection(socket: net.Socket, ctx: MilterContext, lo
     },
     close: () => socket.end(),
   }, log);
-  let chain = Promise.resolve();
-  socket.setTimeout(IDLE_MS, () => socket.destroy());
-  socket.on('data', (chunk: Buffer) => {
-    let packets;
-    try {
-      packets = reader.push(chunk);
-    } catch (err) {
-      if (!(err instanceof MilterWireError)) throw err;
-      log.warn({ err: err.message }, 'milter framing error, closing the connection');
-      socket.destroy();
-      return;
-    }
-    for (const p of packets) {
-      chain = chain.then(() => session.handle(p)).catch((err: unknown) => {
-        log.error({ err: (err as Error).message }, 'milter session failed, closing the connection');
-        socket.destroy();
-      });
-    }
-  });
+  serveInOrder(socket, log, { read: (chunk) => reader.push(chunk), handle: (p) => session.handle(p), idleMs: IDLE_MS });
 }
 
 export async function startMilter(opts: PolicyRuntimeOptions & { listen: string; watch?: boolean }): Promise<FrontServer> {
@@ -48,13 +29,7 @@ export async function startMilter(opts: PolicyRuntimeOptions & { listen: string;
     ...opts,
     component: 'milter',
     handler: (runtime, log) => {
-      const ctx: MilterContext = {
-        env: stageMachineEnv(runtime),
-        server: () => runtime.config().server,
-        log,
-        newId: () => newQueueId(),
-        now: () => Date.now(),
-      };
+      const ctx = decisionContext(runtime, log);
       return (socket) => serveMilterConnection(socket, ctx, log);
     },
   });

@@ -8,7 +8,8 @@
 
 import type { Logger } from 'pino';
 import { REPLY_TEMPFAIL, type Applied, type FrontStage } from '../policy/apply.js';
-import { decideStage, type DecisionState, type StageMachineEnv } from '../policy/stage-machine.js';
+import { decideStage, type DecisionState } from '../policy/stage-machine.js';
+import type { DecisionContext } from '../reload/runtime.js';
 import { addressText, type MailAddress, type Reply, type StageEffect, type Transaction } from '../policy/types.js';
 import { applyMessageEdit } from '../smtp/effects.js';
 import { MessageDraft, type RawField } from '../smtp/message.js';
@@ -19,14 +20,7 @@ import { actionNeeded, envelopeEdits, headerEdits, type EnvelopeEdit, type Heade
 import { ACCEPT, CONTINUE, refusalPacket, stageReply } from './replies.js';
 import { ACTION, BODY_CHUNK, CMD, cstr, cstrings, packet, PROTOCOL_VERSION, REPLY, STEP, uint32, type Packet } from './wire.js';
 
-export interface MilterContext {
-  env: StageMachineEnv;
-  /** `server.name` and `server.domain` of the current configuration. */
-  server(): { name: string; domain: string };
-  log: Logger;
-  newId(): string;
-  now(): number;
-}
+export type MilterContext = DecisionContext;
 
 /** What the connection does with the session's output. */
 export interface MilterOutput {

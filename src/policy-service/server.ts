@@ -6,10 +6,9 @@
 
 import type net from 'node:net';
 import type { Logger } from 'pino';
-import { newQueueId } from '../queue/id.js';
-import { startFrontServer, type FrontServer } from '../reload/front-process.js';
-import { stageMachineEnv, type PolicyRuntimeOptions } from '../reload/runtime.js';
-import { answer, RequestReader, RequestTooLarge } from './request.js';
+import { serveInOrder, startFrontServer, type FrontServer } from '../reload/front-process.js';
+import { decisionContext, type PolicyRuntimeOptions } from '../reload/runtime.js';
+import { answer, RequestReader } from './request.js';
 import { MALFORMED, PolicyService } from './service.js';
 
 /** Postfix closes idle policy connections after max_idle (100 s); a silent client is dropped later. */
@@ -17,34 +16,21 @@ const IDLE_MS = 10 * 60_000;
 
 export function servePolicyConnection(socket: net.Socket, service: PolicyService, log: Logger): void {
   const reader = new RequestReader();
-  let chain = Promise.resolve();
-  socket.setTimeout(IDLE_MS, () => socket.destroy());
+  const reply = (action: string): void => {
+    if (!socket.destroyed) socket.write(answer(action));
+  };
   socket.on('end', () => {
     if (reader.incomplete) log.info('policy client left in the middle of a request');
   });
-  socket.on('data', (chunk: Buffer) => {
-    let requests;
-    try {
-      requests = reader.push(chunk);
-    } catch (err) {
-      if (!(err instanceof RequestTooLarge)) throw err;
-      log.warn({ err: err.message }, 'policy request too large, closing the connection');
-      socket.destroy();
-      return;
-    }
-    for (const r of requests) {
-      chain = chain.then(async () => {
-        let action: string;
-        if (!r.ok) {
-          log.warn({ problem: r.problem }, 'malformed policy request');
-          action = MALFORMED;
-        } else action = await service.decide(r.attrs);
-        if (!socket.destroyed) socket.write(answer(action));
-      }).catch((err: unknown) => {
-        log.error({ err: (err as Error).message }, 'policy request failed');
-        if (!socket.destroyed) socket.write(answer('DEFER_IF_PERMIT 4.3.0 Temporary local problem, try again later'));
-      });
-    }
+  serveInOrder(socket, log, {
+    read: (chunk) => reader.push(chunk),
+    handle: async (r) => {
+      if (r.ok) return reply(await service.decide(r.attrs));
+      log.warn({ problem: r.problem }, 'malformed policy request');
+      reply(MALFORMED);
+    },
+    onError: () => reply('DEFER_IF_PERMIT 4.3.0 Temporary local problem, try again later'),
+    idleMs: IDLE_MS,
   });
 }
 
@@ -53,13 +39,7 @@ export async function startPolicyServer(opts: PolicyRuntimeOptions & { listen: s
     ...opts,
     component: 'policy-server',
     handler: (runtime, log) => {
-      const service = new PolicyService({
-        env: stageMachineEnv(runtime),
-        server: () => runtime.config().server,
-        log,
-        newId: () => newQueueId(),
-        now: () => Date.now(),
-      });
+      const service = new PolicyService(decisionContext(runtime, log));
       return (socket) => servePolicyConnection(socket, service, log);
     },
   });

@@ -12,20 +12,15 @@
 
 import type { Logger } from 'pino';
 import type { FrontStage } from '../policy/apply.js';
-import { decideStage, type DecisionState, type StageMachineEnv, type StageResult } from '../policy/stage-machine.js';
+import { decideStage, type DecisionState, type StageResult } from '../policy/stage-machine.js';
+import type { DecisionContext } from '../reload/runtime.js';
 import type { MailAddress, Reply, Transaction } from '../policy/types.js';
 import { MessageDraft } from '../smtp/message.js';
 import { makeReply, R, replyFromString } from '../smtp/replies.js';
 import { newSession } from '../smtp/state.js';
 import { normalizeIp, parsePath } from '../vsl/runtime/address.js';
 
-export interface PolicyServiceContext {
-  env: StageMachineEnv;
-  server(): { name: string; domain: string };
-  log: Logger;
-  newId(): string;
-  now(): number;
-}
+export type PolicyServiceContext = DecisionContext;
 
 /** protocol_state → the stage it decides; DATA has no stage of its own. */
 const STATE_STAGE: Record<string, FrontStage | 'data'> = {

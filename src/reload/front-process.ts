@@ -110,3 +110,35 @@ export function runUntilSignalled(front: FrontServer, log: Logger): Promise<numb
     process.on('SIGINT', () => stop('SIGINT'));
   });
 }
+
+/**
+ * Serves a connection whose bytes `read` turns into requests: each request
+ * is handled once the one before it is done, so answers keep their order.
+ * `read` throwing (a request that cannot be framed) ends this connection
+ * only; `handle` failing is answered by `onError`, if given, else closes.
+ */
+export function serveInOrder<T>(
+  socket: net.Socket,
+  log: Logger,
+  o: { read(chunk: Buffer): T[]; handle(request: T): Promise<void>; onError?(err: Error): void; idleMs: number },
+): void {
+  let chain = Promise.resolve();
+  socket.setTimeout(o.idleMs, () => socket.destroy());
+  socket.on('data', (chunk: Buffer) => {
+    let requests: T[];
+    try {
+      requests = o.read(chunk);
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'unreadable request, closing the connection');
+      socket.destroy();
+      return;
+    }
+    for (const r of requests) {
+      chain = chain.then(() => o.handle(r)).catch((err: Error) => {
+        log.error({ err: err.message }, 'request failed');
+        if (o.onError) o.onError(err);
+        else socket.destroy();
+      });
+    }
+  });
+}

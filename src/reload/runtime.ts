@@ -13,6 +13,7 @@ import type { ConfigOverrides } from '../policy/load.js';
 import { relayGuardConfig } from '../policy/relay-guard.js';
 import { PolicyRunner } from '../policy/runner.js';
 import type { StageMachineEnv } from '../policy/stage-machine.js';
+import { newQueueId } from '../queue/id.js';
 import { PolicyManager } from './manager.js';
 
 export interface PolicyRuntimeOptions {
@@ -81,4 +82,18 @@ export function stageMachineEnv(rt: Pick<PolicyRuntime, 'runner' | 'policy'>): S
     current = compute(next.config);
   });
   return { runner: rt.runner, settings: () => current };
+}
+
+/** What a front that another MTA calls needs to decide stages: the stage machine's env, names, ids, a clock. */
+export interface DecisionContext {
+  env: StageMachineEnv;
+  /** `server.name` and `server.domain` of the current configuration. */
+  server(): { name: string; domain: string };
+  log: Logger;
+  newId(): string;
+  now(): number;
+}
+
+export function decisionContext(rt: PolicyRuntime, log: Logger): DecisionContext {
+  return { env: stageMachineEnv(rt), server: () => rt.config().server, log, newId: () => newQueueId(), now: () => Date.now() };
 }
