@@ -46,6 +46,8 @@ export async function startFrontServer(opts: FrontServerOptions): Promise<FrontS
   const serve = opts.handler(runtime, log);
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
+    // Every answer is awaited by the MTA: send it now, not when Nagle's algorithm allows.
+    socket.setNoDelay(true);
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', (err) => log.debug({ err: err.message }, 'connection error'));
