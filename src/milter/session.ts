@@ -31,6 +31,10 @@ export interface MilterOutput {
 /** The actions this milter may use; the MTA grants the subset it offers. */
 const WANTED_ACTIONS = ACTION.ADDHDRS | ACTION.CHGBODY | ACTION.ADDRCPT | ACTION.DELRCPT | ACTION.CHGHDRS | ACTION.QUARANTINE | ACTION.CHGFROM;
 
+/** A message body larger than this is refused at end of message rather than held in memory. */
+const MAX_BODY_BYTES = 64 * 1024 * 1024;
+const REPLY_TOO_BIG = makeReply(552, '5.3.4', 'Message too big for the policy filter');
+
 /** Macro names without their braces: `{auth_authen}` and `auth_authen` are one macro. */
 function macroName(n: string): string {
   return n.startsWith('{') && n.endsWith('}') ? n.slice(1, -1) : n;
@@ -45,6 +49,7 @@ interface MessageInProgress {
   rcpts: MailAddress[];
   headers: RawField[];
   body: Buffer[];
+  bodyBytes: number;
   /** The rest of the message is accepted (a faccept): nothing more to decide. */
   settled: boolean;
 }
@@ -94,11 +99,11 @@ export class MilterSession {
         if ((this.steps & STEP.NR_HDR) === 0) this.reply(CONTINUE);
         return;
       case CMD.BODY:
-        this.message?.body.push(p.data);
+        this.bodyChunk(p.data);
         if ((this.steps & STEP.NR_BODY) === 0) this.reply(CONTINUE);
         return;
       case CMD.BODYEOB:
-        if (p.data.length > 0) this.message?.body.push(p.data);
+        this.bodyChunk(p.data);
         return this.endOfMessage();
       case CMD.ABORT:
         this.endTransaction();
@@ -268,7 +273,7 @@ export class MilterSession {
     };
     state.txn = txn;
     state.txx = { messageEdits: [] as StageEffect[] };
-    this.message = { mailFrom: path.address, rcpts: [], headers: [], body: [], settled: false };
+    this.message = { mailFrom: path.address, rcpts: [], headers: [], body: [], bodyBytes: 0, settled: false };
     const applied = await this.decide('mail', R.mailOk);
     if (!applied.accept) this.endTransaction();
     else if (this.settles(applied, 'mail')) this.message.settled = true;
@@ -307,6 +312,14 @@ export class MilterSession {
     this.message?.headers.push({ name, raw: Buffer.from(`${name}: ${value.replace(/\r?\n/g, '\r\n')}`, 'utf8') });
   }
 
+  /** Keeps a body chunk, up to MAX_BODY_BYTES (beyond, only counted). */
+  private bodyChunk(data: Buffer): void {
+    const m = this.message;
+    if (m === null || data.length === 0) return;
+    m.bodyBytes += data.length;
+    if (m.bodyBytes <= MAX_BODY_BYTES) m.body.push(data);
+  }
+
   private async endOfMessage(): Promise<void> {
     const state = this.session();
     const message = this.message;
@@ -315,6 +328,7 @@ export class MilterSession {
       if (this.refusal !== null) return this.reply(refusalPacket(this.refusal));
       if (txn === null || message === null) throw new BadPacket('end of message outside a transaction');
       if (message.settled) return this.reply(ACCEPT);
+      if (message.bodyBytes > MAX_BODY_BYTES) return this.reply(refusalPacket(REPLY_TOO_BIG));
       this.reply(await this.preq(state, txn, message));
     } finally {
       this.endTransaction();

@@ -52,6 +52,7 @@ export const MALFORMED = 'DEFER_IF_PERMIT 4.3.0 Malformed policy request';
 
 export class PolicyService {
   private readonly instances = new Map<string, Instance>();
+  private lastSweep = 0;
 
   constructor(private readonly ctx: PolicyServiceContext) {}
 
@@ -105,7 +106,10 @@ export class PolicyService {
 
   private sweep(): void {
     const now = this.ctx.now();
-    for (const [k, v] of this.instances) if (now - v.touched > INSTANCE_IDLE_MS) this.instances.delete(k);
+    if (now - this.lastSweep > 60_000) {
+      this.lastSweep = now;
+      for (const [k, v] of this.instances) if (now - v.touched > INSTANCE_IDLE_MS) this.instances.delete(k);
+    }
     while (this.instances.size >= MAX_INSTANCES) this.instances.delete(this.instances.keys().next().value!);
   }
 

@@ -88,6 +88,18 @@ describe('mta milter protocol', () => {
     c.destroy();
   });
 
+  it('starts a fresh transaction after an abort on the same connection', async () => {
+    const c = await inTransaction(front.port);
+    c.send('R', cstr('<x@example.net>'));
+    assert.equal((await c.read())!.cmd, 'y');
+    c.send('A');
+    c.send('M', cstr('<b@remote.example>'), cstr('SIZE=100'));
+    assert.equal((await c.read())!.cmd, 'c');
+    c.send('R', cstr('<bob@example.org>'));
+    assert.equal((await c.read())!.cmd, 'c');
+    c.destroy();
+  });
+
   it('answers a rule error with 451 4.3.0, never an accept', async () => {
     const c = await inTransaction(front.port);
     c.send('R', cstr('<broken@example.org>'));
