@@ -4,7 +4,7 @@
 
 import { receivedHeader } from '../policy/received.js';
 import type { Reply, Session } from '../policy/types.js';
-import { applyMessageEdit } from './effects.js';
+import { applyMessageEdit } from '../mail/effects.js';
 import { DataCollector, MessageDraft, type DataProblem } from './message.js';
 import type { SmtpProtocol } from './protocol.js';
 import { R } from './replies.js';

@@ -5,6 +5,7 @@
 
 import type { MessageView } from '../builtins/host.js';
 import type { Header } from '../policy/types.js';
+import { isHeaderName } from '../mail/effects.js';
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -94,7 +95,7 @@ export interface ParsedMessage {
 
 // RFC 5322 field name: printable ASCII except colon.
 function isFieldName(name: string): boolean {
-  return name.length > 0 && /^[\x21-\x39\x3b-\x7e]+$/.test(name);
+  return isHeaderName(name);
 }
 
 /**

@@ -12,7 +12,7 @@ import { parsePath, parsePathArgument } from '../vsl/runtime/address.js';
 import { handleAuth, handleAuthContinuation, type SaslState } from './auth.js';
 import type { FrontContext, ListenerContext } from './context.js';
 import { receiveMessage } from './data.js';
-import { sameAddress } from './effects.js';
+import { sameAddress } from '../mail/effects.js';
 import { afterKeyword, mailParams, rcptParams } from './params.js';
 import { makeReply, R, replyFromString } from './replies.js';
 import type { Settings } from './settings.js';
