@@ -12,7 +12,7 @@
 //   below it and above the i-th header shown.
 
 import { addressText, type MailAddress } from '../policy/types.js';
-import { sameAddress } from '../smtp/effects.js';
+import { sameAddress } from '../mail/effects.js';
 import { sameName, type RawField } from '../smtp/message.js';
 import { ACTION } from './wire.js';
 

@@ -25,16 +25,14 @@ export function refusalPacket(reply: Reply): Buffer {
 }
 
 export const CONTINUE = packet(REPLY.CONTINUE);
-export const ACCEPT = packet(REPLY.ACCEPT);
 export const TEMPFAIL = packet(REPLY.TEMPFAIL);
 
 /**
- * The reply to a step whose stage was decided. `acceptAll`: the MTA may
- * stop calling for the rest of the message (a fresh faccept whose later
- * stages would all be decided by it); otherwise a taken command continues,
- * so the later stages still run as they do under `mta run`.
+ * The reply to a step whose stage was decided. A taken command continues,
+ * faccept included: SMFIR_ACCEPT would stop the MTA from calling for the
+ * later recipients, which the relay guard must still see (SPEC §5.6); the
+ * remembered faccept decides the later stages without running their rules.
  */
-export function stageReply(applied: Applied, acceptAll: boolean): Buffer {
-  if (!applied.accept) return refusalPacket(applied.reply);
-  return acceptAll ? ACCEPT : CONTINUE;
+export function stageReply(applied: Applied): Buffer {
+  return applied.accept ? CONTINUE : refusalPacket(applied.reply);
 }

@@ -11,13 +11,13 @@ import { REPLY_TEMPFAIL, type Applied, type FrontStage } from '../policy/apply.j
 import { decideStage, type DecisionState } from '../policy/stage-machine.js';
 import type { DecisionContext } from '../reload/runtime.js';
 import { addressText, type MailAddress, type Reply, type StageEffect, type Transaction } from '../policy/types.js';
-import { applyMessageEdit } from '../smtp/effects.js';
+import { applyMessageEdit } from '../mail/effects.js';
 import { MessageDraft, type RawField } from '../smtp/message.js';
 import { makeReply, R, replyFromString } from '../smtp/replies.js';
 import { newSession } from '../smtp/state.js';
 import { normalizeIp, parsePath } from '../vsl/runtime/address.js';
 import { actionNeeded, envelopeEdits, headerEdits, type EnvelopeEdit, type HeaderEdit } from './edits.js';
-import { ACCEPT, CONTINUE, refusalPacket, stageReply } from './replies.js';
+import { CONTINUE, refusalPacket, stageReply } from './replies.js';
 import { ACTION, BODY_CHUNK, CMD, cstr, cstrings, packet, PROTOCOL_VERSION, REPLY, STEP, uint32, type Packet } from './wire.js';
 
 export type MilterContext = DecisionContext;
@@ -50,8 +50,6 @@ interface MessageInProgress {
   headers: RawField[];
   body: Buffer[];
   bodyBytes: number;
-  /** The rest of the message is accepted (a faccept): nothing more to decide. */
-  settled: boolean;
 }
 
 export class MilterSession {
@@ -187,12 +185,6 @@ export class MilterSession {
     return applied;
   }
 
-  /** A fresh faccept decides every later stage of the message unless the relay guard still has to run. */
-  private settles(applied: Applied, stage: FrontStage): boolean {
-    if (applied.effective !== 'faccept') return false;
-    return stage === 'rcpt' || stage === 'preq' || this.ctx.env.runner.hasRules('rcpt');
-  }
-
   private async connect(data: Buffer): Promise<Buffer> {
     const host = data.indexOf(0);
     if (host < 0 || host + 1 >= data.length) throw new BadPacket('connect without host name and family');
@@ -225,7 +217,7 @@ export class MilterSession {
     this.state = { session, txn: null, txx: null };
     this.refusal = null;
     const applied = await this.decide('connect', R.greeting(session.serverName));
-    return stageReply(applied, this.settles(applied, 'connect'));
+    return stageReply(applied);
   }
 
   /** The session the connect step started. */
@@ -247,7 +239,7 @@ export class MilterSession {
     if (protocol !== undefined) s.tls = { protocol, cipher: this.macro('cipher') ?? '' };
     const applied = await this.decide('helo', makeReply(250, '', s.serverName));
     if (!applied.accept) s.helo = null;
-    return stageReply(applied, this.settles(applied, 'helo'));
+    return stageReply(applied);
   }
 
   private async mail(data: Buffer): Promise<Buffer> {
@@ -273,11 +265,10 @@ export class MilterSession {
     };
     state.txn = txn;
     state.txx = { messageEdits: [] as StageEffect[] };
-    this.message = { mailFrom: path.address, rcpts: [], headers: [], body: [], bodyBytes: 0, settled: false };
+    this.message = { mailFrom: path.address, rcpts: [], headers: [], body: [], bodyBytes: 0 };
     const applied = await this.decide('mail', R.mailOk);
     if (!applied.accept) this.endTransaction();
-    else if (this.settles(applied, 'mail')) this.message.settled = true;
-    return stageReply(applied, this.message?.settled ?? false);
+    return stageReply(applied);
   }
 
   private async rcpt(data: Buffer): Promise<Buffer> {
@@ -302,7 +293,7 @@ export class MilterSession {
       txn.rcpts = txn.rcpts.filter((r) => r !== tentative);
       txn.currentRcpt = previous;
     }
-    return stageReply(applied, this.settles(applied, 'rcpt'));
+    return stageReply(applied);
   }
 
   private header(data: Buffer): void {
@@ -327,7 +318,6 @@ export class MilterSession {
     try {
       if (this.refusal !== null) return this.reply(refusalPacket(this.refusal));
       if (txn === null || message === null) throw new BadPacket('end of message outside a transaction');
-      if (message.settled) return this.reply(ACCEPT);
       if (message.bodyBytes > MAX_BODY_BYTES) return this.reply(refusalPacket(REPLY_TOO_BIG));
       this.reply(await this.preq(state, txn, message));
     } finally {

@@ -123,9 +123,10 @@ describe('mta policy-server protocol', () => {
     c.destroy();
   });
 
-  it('runs the stages before RCPT on the first request of an instance: a connect faccept is remembered', async () => {
+  it('runs the stages before RCPT on the first request of an instance: a connect faccept is remembered, the relay guard still applies', async () => {
     const c = await PolicyClient.connect(front.port);
-    assert.equal(await c.ask(rcptRequest({ client: '192.0.2.1', recipient: 'x@example.net' })), 'action=OK');
+    assert.equal(await c.ask(rcptRequest({ client: '192.0.2.1', recipient: 'bob@example.org', instance: 'trusted-1' })), 'action=OK');
+    assert.equal(await c.ask(rcptRequest({ client: '192.0.2.1', recipient: 'x@example.net', instance: 'trusted-1' })), 'action=554 5.7.1 Relay access denied');
     c.destroy();
   });
 
