@@ -18,7 +18,7 @@ import { newSession } from '../smtp/state.js';
 import { normalizeIp, parsePath } from '../vsl/runtime/address.js';
 import { actionNeeded, envelopeEdits, headerEdits, type EnvelopeEdit, type HeaderEdit } from './edits.js';
 import { CONTINUE, refusalPacket, stageReply } from './replies.js';
-import { ACTION, BODY_CHUNK, CMD, cstr, cstrings, packet, PROTOCOL_VERSION, REPLY, STEP, uint32, type Packet } from './wire.js';
+import { ACTION, BODY_CHUNK, CMD, cstr, cstrings, NO_REPLY, packet, PROTOCOL_VERSION, REPLY, STEP, uint32, type Packet } from './wire.js';
 
 export type MilterContext = DecisionContext;
 
@@ -84,22 +84,20 @@ export class MilterSession {
     switch (p.cmd) {
       case CMD.OPTNEG: return this.negotiate(p.data);
       case CMD.MACRO: return this.storeMacros(p.data);
-      case CMD.CONNECT: return this.reply(await this.connect(p.data));
-      case CMD.HELO: return this.reply(await this.helo(p.data));
+      case CMD.CONNECT: return this.answer(p.cmd, await this.connect(p.data));
+      case CMD.HELO: return this.answer(p.cmd, await this.helo(p.data));
       case CMD.MAIL: return this.reply(await this.mail(p.data));
       case CMD.RCPT: return this.reply(await this.rcpt(p.data));
       case CMD.DATA:
       case CMD.EOH:
       case CMD.UNKNOWN:
-        return this.reply(CONTINUE);
+        return this.answer(p.cmd, CONTINUE);
       case CMD.HEADER:
         this.header(p.data);
-        if ((this.steps & STEP.NR_HDR) === 0) this.reply(CONTINUE);
-        return;
+        return this.answer(p.cmd, CONTINUE);
       case CMD.BODY:
         this.bodyChunk(p.data);
-        if ((this.steps & STEP.NR_BODY) === 0) this.reply(CONTINUE);
-        return;
+        return this.answer(p.cmd, CONTINUE);
       case CMD.BODYEOB:
         this.bodyChunk(p.data);
         return this.endOfMessage();
@@ -125,9 +123,22 @@ export class MilterSession {
 
   /** Whether the MTA waits for an answer to this command (macros, abort, quit and no-reply steps get none). */
   private expectsReply(cmd: string): boolean {
-    if (cmd === CMD.HEADER) return (this.steps & STEP.NR_HDR) === 0;
-    if (cmd === CMD.BODY) return (this.steps & STEP.NR_BODY) === 0;
+    const nr = NO_REPLY[cmd];
+    if (nr !== undefined) return (this.steps & nr) === 0;
     return cmd !== CMD.MACRO && cmd !== CMD.ABORT && cmd !== CMD.QUIT && cmd !== CMD.QUIT_NC;
+  }
+
+  /**
+   * The answer to a step that may have been negotiated without a reply. A
+   * refusal there (possible only after a reload added rules to a stage that
+   * had none at negotiation) is kept and given to the next step that replies.
+   */
+  private answer(cmd: string, buf: Buffer): void {
+    if (this.expectsReply(cmd)) return this.reply(buf);
+    if (buf !== CONTINUE && this.refusal === null) {
+      this.log.warn({ cmd }, 'refusal at a step without a reply: given at the next step');
+      this.refusal = makeReply(451, '4.3.0', 'Temporary local problem, try again later');
+    }
   }
 
   private reply(buf: Buffer): void {
@@ -155,11 +166,15 @@ export class MilterSession {
    * recipient, not the HELO name), the message content when preq has no
    * rules, and never-used steps (DATA, unknown commands). Connect, MAIL and
    * RCPT are always needed: the relay guard decides recipients when the
-   * policy has no rcpt rules. Header and body steps do not wait for a reply.
+   * policy has no rcpt rules. Steps that decide nothing — connect and helo
+   * without rules, headers, end of headers, body chunks — get no reply, which
+   * saves the MTA a round trip each.
    */
   private skippedSteps(): number {
     const has = (s: FrontStage): boolean => this.ctx.env.runner.hasRules(s);
-    let steps = STEP.NODATA | STEP.NOUNKNOWN | STEP.NR_HDR | STEP.NR_BODY;
+    let steps = STEP.NODATA | STEP.NOUNKNOWN | STEP.NR_HDR | STEP.NR_EOH | STEP.NR_BODY | STEP.NR_DATA | STEP.NR_UNKN;
+    if (!has('connect')) steps |= STEP.NR_CONN;
+    if (!has('helo')) steps |= STEP.NR_HELO;
     if (!has('preq')) steps |= STEP.NOHDRS | STEP.NOEOH | STEP.NOBODY;
     if (!has('helo') && !has('mail') && !has('rcpt') && !has('preq')) steps |= STEP.NOHELO;
     return steps;

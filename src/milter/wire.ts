@@ -64,8 +64,24 @@ export const STEP = {
   NR_HDR: 0x80,
   NOUNKNOWN: 0x100,
   NODATA: 0x200,
+  NR_CONN: 0x1000,
+  NR_HELO: 0x2000,
+  NR_DATA: 0x10000,
+  NR_UNKN: 0x20000,
+  NR_EOH: 0x40000,
   NR_BODY: 0x80000,
 } as const;
+
+/** The no-reply flag of each command that can have one. */
+export const NO_REPLY: Readonly<Record<string, number>> = {
+  [CMD.CONNECT]: STEP.NR_CONN,
+  [CMD.HELO]: STEP.NR_HELO,
+  [CMD.DATA]: STEP.NR_DATA,
+  [CMD.HEADER]: STEP.NR_HDR,
+  [CMD.EOH]: STEP.NR_EOH,
+  [CMD.BODY]: STEP.NR_BODY,
+  [CMD.UNKNOWN]: STEP.NR_UNKN,
+};
 
 export const PROTOCOL_VERSION = 6;
 
