@@ -10,7 +10,19 @@ import { startPolicyServer } from '../../src/policy-service/server.js';
 import type { FrontServer } from '../../src/reload/front-process.js';
 import { captureLog, copyDir, tempDir, writeFiles } from '../helpers/server.js';
 import { fromRoot } from '../helpers/paths.js';
+import { documentedSettings, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
 import { SmtpClient } from '../helpers/smtp-client.js';
+import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
+
+/** The on_config a test policy starts with: the server's name and its one local domain. */
+export function onConfig(domain: string): string {
+  return `fn on_config(config) {
+  config.server.name = "mx.${domain}";
+  config.server.domain = "${domain}";
+  config
+}
+`;
+}
 
 export interface TestFront {
   front: FrontServer;
@@ -93,5 +105,36 @@ export async function throughPostfix(port: number, d: Dialog): Promise<DialogRep
     return { mail, rcpts, data };
   } finally {
     c.destroy();
+  }
+}
+
+export interface BehindPostfix {
+  front: TestFront;
+  /** The capture server Postfix delivers to. */
+  sink: SmtpSink;
+  postfix: PostfixInstance;
+  stop(): Promise<void>;
+}
+
+/** A front, and a private Postfix configured for it as docs/postfix.md says, delivering to a capture server. */
+export async function startBehindPostfix(kind: 'milter' | 'policy-server', o: Parameters<typeof startTestFront>[1]): Promise<BehindPostfix> {
+  const front = await startTestFront(kind, o);
+  let sink: SmtpSink | null = null;
+  try {
+    sink = await startSmtpSink();
+    const postfix = await startPostfix({ relayhost: sink.address, main: documentedSettings(kind, front.port) });
+    const s = sink;
+    return {
+      front, sink: s, postfix,
+      async stop() {
+        await postfix.stop();
+        await s.close();
+        await front.stop();
+      },
+    };
+  } catch (e) {
+    await sink?.close();
+    await front.stop();
+    throw e;
   }
 }

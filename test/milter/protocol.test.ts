@@ -8,15 +8,10 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cstr, uint32 } from '../../src/milter/wire.js';
 import { MilterClient } from './milter-client.js';
-import { startTestFront, type TestFront } from './front-fixture.js';
+import { onConfig, startTestFront, type TestFront } from './front-fixture.js';
 
 const POLICY = `
-fn on_config(config) {
-  config.server.name = "mx.example.org";
-  config.server.domain = "example.org";
-  config
-}
-
+${onConfig('example.org')}
 #{
   rcpt: [
     rule "broken" || if ctx::rcpt() == address("broken@example.org") { throw "lookup failed"; } else { next() },

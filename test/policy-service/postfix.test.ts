@@ -7,58 +7,43 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { documentedSettings, postfixUnavailable, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
-import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
-import { startTestFront, throughPostfix, type TestFront } from '../milter/front-fixture.js';
+import { postfixUnavailable } from '../helpers/postfix.js';
+import { onConfig, startBehindPostfix, throughPostfix, type BehindPostfix } from '../milter/front-fixture.js';
 
 const skip = postfixUnavailable() ?? false;
 
-/** Postfix configured as docs/postfix.md says; everything it accepts goes to a capture server. */
-async function postfixWithPolicy(front: TestFront, sink: SmtpSink): Promise<PostfixInstance> {
-  return startPostfix({ relayhost: sink.address, main: documentedSettings('policy-server', front.port) });
-}
-
 describe('mta policy-server with Postfix (check_policy_service)', { skip }, () => {
-  let front: TestFront;
-  let sink: SmtpSink;
-  let postfix: PostfixInstance;
-
+  let s: BehindPostfix;
   before(async () => {
-    front = await startTestFront('policy-server', { copyFrom: 'examples/doe-family' });
-    sink = await startSmtpSink();
-    postfix = await postfixWithPolicy(front, sink);
+    s = await startBehindPostfix('policy-server', { copyFrom: 'examples/doe-family' });
   });
-  after(async () => {
-    await postfix?.stop();
-    await sink?.close();
-    await front?.stop();
-  });
+  after(() => s?.stop());
 
   it('accepts mail from outside to a local user', async () => {
-    const r = await throughPostfix(postfix.port, { client: '203.0.113.9', from: 'a@example.org', to: ['jane@doe-family.com'], message: 'Subject: hi\r\n\r\nhi\r\n' });
+    const r = await throughPostfix(s.postfix.port, { client: '203.0.113.9', from: 'a@example.org', to: ['jane@doe-family.com'], message: 'Subject: hi\r\n\r\nhi\r\n' });
     assert.match(r.rcpts[0]!, /^250 /);
     assert.match(r.data!, /^250 /);
-    await sink.waitForMessages(1, 20_000);
+    await s.sink.waitForMessages(1, 20_000);
   });
 
   it('refuses relaying from outside with 554 5.7.1 and the policy text', async () => {
-    const r = await throughPostfix(postfix.port, { client: '203.0.113.9', from: 'a@example.org', to: ['x@example.net'] });
+    const r = await throughPostfix(s.postfix.port, { client: '203.0.113.9', from: 'a@example.org', to: ['x@example.net'] });
     assert.match(r.rcpts[0]!, /^554 5\.7\.1 .*Relay access denied/);
   });
 
   it('refuses a local sender from outside with 554 5.7.1: the first request of the instance runs the mail stage too', async () => {
-    const r = await throughPostfix(postfix.port, { client: '203.0.113.9', from: 'jane@doe-family.com', to: ['john@doe-family.com'] });
+    const r = await throughPostfix(s.postfix.port, { client: '203.0.113.9', from: 'jane@doe-family.com', to: ['john@doe-family.com'] });
     assert.match(r.mail, /^250 /, 'Postfix delays the restriction to RCPT');
     assert.match(r.rcpts[0]!, /^554 5\.7\.1 /);
   });
 
   it('lets an authenticated client relay (sasl_username)', async () => {
-    const r = await throughPostfix(postfix.port, { client: '203.0.113.9', login: 'jane', from: 'jane@doe-family.com', to: ['friend@example.net'] });
+    const r = await throughPostfix(s.postfix.port, { client: '203.0.113.9', login: 'jane', from: 'jane@doe-family.com', to: ['friend@example.net'] });
     assert.match(r.rcpts[0]!, /^250 /);
   });
 
   it('logs the decisions with rule and file:line', () => {
-    const d = front.logs.find((l) => l.stage === 'rcpt' && l.status === 'reject');
+    const d = s.front.logs.find((l) => l.stage === 'rcpt' && l.status === 'reject');
     assert.ok(d);
     assert.equal(d.rule, 'relay rcpt');
     assert.match(String(d.at), /main\.vsl:\d+:\d+$/);
@@ -66,12 +51,7 @@ describe('mta policy-server with Postfix (check_policy_service)', { skip }, () =
 });
 
 const GREYLIST_AND_BROKEN = `
-fn on_config(config) {
-  config.server.name = "mx.example.org";
-  config.server.domain = "example.org";
-  config
-}
-
+${onConfig('example.org')}
 #{
   rcpt: [
     rule "broken store" || if ctx::rcpt() == address("broken@example.org") { throw "policy store down"; } else { next() },
@@ -81,33 +61,24 @@ fn on_config(config) {
 `;
 
 describe('mta policy-server greylists and fails closed through Postfix', { skip }, () => {
-  let front: TestFront;
-  let sink: SmtpSink;
-  let postfix: PostfixInstance;
-
+  let s: BehindPostfix;
   before(async () => {
-    front = await startTestFront('policy-server', { files: { 'main.vsl': GREYLIST_AND_BROKEN } });
-    sink = await startSmtpSink();
-    postfix = await postfixWithPolicy(front, sink);
+    s = await startBehindPostfix('policy-server', { files: { 'main.vsl': GREYLIST_AND_BROKEN } });
   });
-  after(async () => {
-    await postfix?.stop();
-    await sink?.close();
-    await front?.stop();
-  });
+  after(() => s?.stop());
 
   it('defers a first attempt and accepts the retry after the delay', async () => {
     const d = { client: '203.0.113.20', from: 'a@remote.example', to: ['bob@example.org'] };
-    const first = await throughPostfix(postfix.port, d);
+    const first = await throughPostfix(s.postfix.port, d);
     assert.match(first.rcpts[0]!, /^45\d 4\.7\.1 .*Greylisted/);
     await new Promise((r) => setTimeout(r, 1200));
-    const retry = await throughPostfix(postfix.port, d);
+    const retry = await throughPostfix(s.postfix.port, d);
     assert.match(retry.rcpts[0]!, /^250 /);
   });
 
   it('answers a rule error with a temporary failure, never an accept', async () => {
-    const r = await throughPostfix(postfix.port, { client: '203.0.113.21', from: 'a@remote.example', to: ['broken@example.org'] });
+    const r = await throughPostfix(s.postfix.port, { client: '203.0.113.21', from: 'a@remote.example', to: ['broken@example.org'] });
     assert.match(r.rcpts[0]!, /^4\d\d 4\.\d\.\d /);
-    assert.ok(front.logs.some((l) => /rule "broken store" failed at rcpt: .*policy store down/.test(String(l.msg))));
+    assert.ok(s.front.logs.some((l) => /rule "broken store" failed at rcpt: .*policy store down/.test(String(l.msg))));
   });
 });

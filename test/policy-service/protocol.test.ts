@@ -5,15 +5,10 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { startTestFront, type TestFront } from '../milter/front-fixture.js';
+import { onConfig, startTestFront, type TestFront } from '../milter/front-fixture.js';
 
 const POLICY = `
-fn on_config(config) {
-  config.server.name = "mx.example.org";
-  config.server.domain = "example.org";
-  config
-}
-
+${onConfig('example.org')}
 #{
   connect: [
     rule "trusted" || if ctx::client_ip() == ip4("192.0.2.1") { faccept() } else { next() },
