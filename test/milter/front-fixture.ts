@@ -26,13 +26,14 @@ export function onConfig(domain: string): string {
 
 export interface TestFront {
   front: FrontServer;
+  /** The TCP port; 0 on a unix socket. */
   port: number;
   policyDir: string;
   logs: Array<Record<string, unknown>>;
   stop(): Promise<void>;
 }
 
-export async function startTestFront(kind: 'milter' | 'policy-server', o: { copyFrom?: string; files?: Record<string, string>; set?: string[]; watch?: boolean }): Promise<TestFront> {
+export async function startTestFront(kind: 'milter' | 'policy-server', o: { copyFrom?: string; files?: Record<string, string>; set?: string[]; watch?: boolean; listen?: string }): Promise<TestFront> {
   const policyDir = tempDir('vsl-front-policy-');
   const dataDir = tempDir('vsl-front-data-');
   if (o.copyFrom !== undefined) copyDir(fromRoot(o.copyFrom), policyDir);
@@ -45,7 +46,7 @@ export async function startTestFront(kind: 'milter' | 'policy-server', o: { copy
       mainPath: path.join(policyDir, 'main.vsl'),
       overrides: { set: [`vsl.data_dir="${dataDir}"`, ...(o.set ?? [])] },
       log,
-      listen: '127.0.0.1:0',
+      listen: o.listen ?? '127.0.0.1:0',
       watch: o.watch ?? false,
     });
   } catch (e) {
@@ -55,7 +56,7 @@ export async function startTestFront(kind: 'milter' | 'policy-server', o: { copy
   }
   return {
     front,
-    port: front.port!,
+    port: front.port ?? 0,
     policyDir,
     logs,
     async stop() {

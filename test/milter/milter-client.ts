@@ -26,9 +26,11 @@ export class MilterClient {
     });
   }
 
-  static connect(port: number): Promise<MilterClient> {
+  /** To 127.0.0.1:port, or to a unix socket path. */
+  static connect(to: number | string): Promise<MilterClient> {
     return new Promise((resolve, reject) => {
-      const s = net.connect({ port, host: '127.0.0.1' }, () => resolve(new MilterClient(s)));
+      const where = typeof to === 'number' ? { port: to, host: '127.0.0.1' } : { path: to };
+      const s = net.connect(where, () => resolve(new MilterClient(s)));
       s.once('error', reject);
     });
   }

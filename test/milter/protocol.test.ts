@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cstr, uint32 } from '../../src/milter/wire.js';
@@ -195,6 +196,23 @@ describe('mta milter hot reload', () => {
       assert.equal(await rcptReply(), 'c');
     } finally {
       await f.stop();
+    }
+  });
+});
+
+describe('mta milter on a unix socket', () => {
+  it('listens on unix:PATH (inet: or unix: in smtpd_milters)', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vsl-milter-sock-'));
+    const sock = path.join(dir, 'milter.sock');
+    const f = await startTestFront('milter', { files: { 'main.vsl': ONLY_RCPT }, listen: `unix:${sock}` });
+    try {
+      assert.equal(f.front.address, sock);
+      const c = await MilterClient.connect(sock);
+      assert.equal((await c.negotiate())!.cmd, 'O');
+      c.destroy();
+    } finally {
+      await f.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
