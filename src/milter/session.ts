@@ -61,11 +61,15 @@ export class MilterSession {
   /** A deny: the session is over for the policy, every later step gets this reply. */
   private refusal: Reply | null = null;
 
+  private log: Logger;
+
   constructor(
     private readonly ctx: MilterContext,
     private readonly out: MilterOutput,
-    private log: Logger,
-  ) {}
+    private readonly baseLog: Logger,
+  ) {
+    this.log = baseLog;
+  }
 
   /** Handles one packet; resolves once its reply (if any) is written. */
   async handle(p: Packet): Promise<void> {
@@ -228,7 +232,7 @@ export class MilterSession {
     });
     // The MTA's name for the client is its forward-confirmed reverse name, or "unknown" / "[ip]".
     session.reverseName = hostname === '' || hostname === 'unknown' || hostname.startsWith('[') ? null : hostname.toLowerCase();
-    this.log = this.log.child({ conn: session.id, client_ip: session.clientIp });
+    this.log = this.baseLog.child({ conn: session.id, client_ip: session.clientIp });
     this.state = { session, txn: null, txx: null };
     this.refusal = null;
     const applied = await this.decide('connect', R.greeting(session.serverName));
