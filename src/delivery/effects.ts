@@ -4,7 +4,7 @@
 // recipient already delivered or failed is history.
 
 import { applyEnvelopeEffect, isEnvelopeEffect, type EnvelopeTarget } from '../mail/effects.js';
-import type { StageEffect } from '../policy/types.js';
+import type { StageEffect } from '../mail/types.js';
 import { type EnvelopeRecord, isOpen, newRecipientRecord, type RecipientRecord } from '../queue/envelope.js';
 
 function recordEnvelope(record: EnvelopeRecord): EnvelopeTarget<RecipientRecord> {

@@ -8,10 +8,10 @@
 //                                     received, or a queued message's record)
 //
 // The callers only adapt their data to these two interfaces: the SMTP front
-// (src/smtp/effects.ts), the queue (src/queue/message.ts) and the queue
+// (src/policy/front-effects.ts), the queue (src/queue/message.ts) and the queue
 // runner (src/delivery/effects.ts).
 
-import { addressText, type MailAddress, type StageEffect, type Transport } from '../policy/types.js';
+import { addressText, type MailAddress, type MessageView, type StageEffect, type Transport } from './types.js';
 
 export type HeaderEffect = Extract<StageEffect, { kind: 'header' }>;
 export type MessageEdit = Extract<StageEffect, { kind: 'msg_from' | 'msg_rcpt' }>;
@@ -103,6 +103,9 @@ export interface HeaderBlock {
   /** Removes every occurrence. */
   remove(name: string): void;
 }
+
+/** The message being received, from preq on, as the stage machine sees it: readable and editable. */
+export type EditableMessage = MessageView & HeaderBlock;
 
 export function applyHeaderEffect(block: HeaderBlock, e: HeaderEffect): void {
   switch (e.op) {

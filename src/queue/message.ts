@@ -3,8 +3,8 @@
 // edits a stage may commit (SPEC §7.5). Fields are kept as raw bytes, so a
 // field nobody edits is written back byte for byte.
 
-import type { MessageView } from '../builtins/host.js';
-import type { StageEffect } from '../policy/types.js';
+import type { MessageView } from '../mail/types.js';
+import type { StageEffect } from '../mail/types.js';
 import { applyHeaderEffect, applyMessageEdit, isHeaderName, isMessageEffect, sameHeaderName, type HeaderBlock } from '../mail/effects.js';
 
 interface Field {

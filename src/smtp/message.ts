@@ -3,8 +3,8 @@
 // server prepends (Received:, pending headers), the header edits of preq,
 // and the MessageView the preq stage reads (src/builtins/host.ts).
 
-import type { MessageView } from '../builtins/host.js';
-import type { Header } from '../policy/types.js';
+import type { MessageView } from '../mail/types.js';
+import type { Header } from '../mail/types.js';
 import { isHeaderName } from '../mail/effects.js';
 
 const CR = 0x0d;

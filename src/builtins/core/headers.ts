@@ -8,9 +8,9 @@
 // (src/queue/message.ts), so what a rule reads after a write is exactly what
 // ends up on disk.
 
-import type { Header, StageEffect } from '../../policy/types.js';
+import type { Header, StageEffect } from '../../mail/types.js';
 import { applyMessageEffects, foldField, headerBlock, isMessageEffect, messageView } from '../../queue/message.js';
-import { fnError } from '../../vsl/runtime/value.js';
+import { fnError } from '../../vsl/values/value.js';
 import type { HostCall } from '../host.js';
 import { applyHeaderEffect, isHeaderName, pendingHeaderBlock, sameHeaderName } from '../../mail/effects.js';
 
