@@ -7,7 +7,8 @@ import { startMilter } from '../milter/server.js';
 import type { FrontServer } from '../reload/front-process.js';
 import { runUntilSignalled } from '../reload/front-process.js';
 import { PolicyLoadError } from '../reload/manager.js';
-import type { PolicyRuntimeOptions } from '../reload/runtime.js';
+import type { DraftFactory, PolicyRuntimeOptions } from '../reload/runtime.js';
+import { MessageDraft } from '../smtp/message.js';
 import { parseArgs, single, UsageError } from './args.js';
 import type { CliIo } from './io.js';
 
@@ -31,7 +32,10 @@ header, sender, recipient and body modifications. The MTA keeps the queue.
 
 ${FRONT_OPTIONS}`;
 
-type Start = (opts: PolicyRuntimeOptions & { listen: string }) => Promise<FrontServer>;
+type Start = (opts: PolicyRuntimeOptions & { listen: string; newDraft: DraftFactory }) => Promise<FrontServer>;
+
+/** The fronts edit messages as the SMTP front's MessageDraft (they may not import src/smtp/ themselves). */
+export const smtpDraft: DraftFactory = (prefix, fields, body) => MessageDraft.assemble(prefix, { fields, body, headerBytes: 0 });
 
 /** Parses the options both commands take, starts the server and runs it until a stop signal. */
 export async function frontCommand(name: string, help: string, start: Start, argv: string[], io: CliIo): Promise<number> {
@@ -66,6 +70,7 @@ export async function frontCommand(name: string, help: string, start: Start, arg
       overrides: { set: args.values.get('set') ?? [], ...(level ? { logLevel: level } : {}) },
       log,
       listen,
+      newDraft: smtpDraft,
     });
     return await runUntilSignalled(front, log);
   } catch (e) {

@@ -11,9 +11,9 @@
 // - SMFIR_INSHEADER's index 0 is above the MTA's Received:, index i ≥ 1
 //   below it and above the i-th header shown.
 
-import { addressText, type MailAddress } from '../policy/types.js';
-import { sameAddress } from '../mail/effects.js';
-import { sameName, type RawField } from '../smtp/message.js';
+import { sameAddress, sameHeaderName as sameName } from '../mail/effects.js';
+import { addressText, type MailAddress } from '../mail/types.js';
+import type { RawField } from '../reload/runtime.js';
 import { ACTION } from './wire.js';
 
 export type HeaderEdit =

@@ -2,7 +2,7 @@
 // The stage machine decides (src/policy/stage-machine.ts); this only encodes.
 
 import type { Applied } from '../policy/apply.js';
-import type { Reply } from '../policy/types.js';
+import type { Reply } from '../mail/types.js';
 import { cstr, packet, REPLY } from './wire.js';
 
 /**

@@ -6,7 +6,7 @@
 import type net from 'node:net';
 import type { Logger } from 'pino';
 import { serveInOrder, startFrontServer, type FrontServer } from '../reload/front-process.js';
-import { decisionContext, type PolicyRuntimeOptions } from '../reload/runtime.js';
+import { decisionContext, type DraftFactory, type PolicyRuntimeOptions } from '../reload/runtime.js';
 import { MilterSession, type MilterContext } from './session.js';
 import { PacketReader } from './wire.js';
 
@@ -24,12 +24,12 @@ export function serveMilterConnection(socket: net.Socket, ctx: MilterContext, lo
   serveInOrder(socket, log, { read: (chunk) => reader.push(chunk), handle: (p) => session.handle(p), idleMs: IDLE_MS });
 }
 
-export async function startMilter(opts: PolicyRuntimeOptions & { listen: string; watch?: boolean }): Promise<FrontServer> {
+export async function startMilter(opts: PolicyRuntimeOptions & { listen: string; watch?: boolean; newDraft: DraftFactory }): Promise<FrontServer> {
   return startFrontServer({
     ...opts,
     component: 'milter',
     handler: (runtime, log) => {
-      const ctx = decisionContext(runtime, log);
+      const ctx = decisionContext(runtime, log, opts.newDraft);
       return (socket) => serveMilterConnection(socket, ctx, log);
     },
   });

@@ -9,13 +9,11 @@
 import type { Logger } from 'pino';
 import { REPLY_TEMPFAIL, type Applied, type FrontStage } from '../policy/apply.js';
 import { decideStage, type DecisionState } from '../policy/stage-machine.js';
-import type { DecisionContext } from '../reload/runtime.js';
-import { addressText, type MailAddress, type Reply, type StageEffect, type Transaction } from '../policy/types.js';
+import { NORMAL_REPLY, reportedSession, type DecisionContext, type DraftMessage, type RawField } from '../reload/runtime.js';
+import { addressText, type MailAddress, type Reply, type StageEffect, type Transaction } from '../mail/types.js';
 import { applyMessageEdit } from '../mail/effects.js';
-import { MessageDraft, type RawField } from '../smtp/message.js';
-import { makeReply, R, replyFromString } from '../smtp/replies.js';
-import { newSession } from '../smtp/state.js';
-import { normalizeIp, parsePath } from '../vsl/runtime/address.js';
+import { makeReply, replyFromString } from '../mail/reply.js';
+import { normalizeIp, parsePath } from '../vsl/values/address.js';
 import { actionNeeded, envelopeEdits, headerEdits, type EnvelopeEdit, type HeaderEdit } from './edits.js';
 import { CONTINUE, refusalPacket, stageReply } from './replies.js';
 import { ACTION, BODY_CHUNK, CMD, cstr, cstrings, NO_REPLY, packet, PROTOCOL_VERSION, REPLY, STEP, uint32, type Packet } from './wire.js';
@@ -196,7 +194,7 @@ export class MilterSession {
   }
 
   /** Runs a stage and answers as the refusal of a denied session would. */
-  private async decide(stage: FrontStage, normal: Reply, draft: MessageDraft | null = null): Promise<Applied> {
+  private async decide(stage: FrontStage, normal: Reply, draft: DraftMessage | null = null): Promise<Applied> {
     const applied = (await decideStage(this.ctx.env, this.state!, this.log, stage, normal, draft)).applied;
     // deny ends the session under `mta run`; here the MTA keeps it, so the
     // refusal is repeated for every later step (SPEC §5.2 deny row).
@@ -219,7 +217,7 @@ export class MilterSession {
       clientIp = addr[0]!.replace(/^IPv6:/i, '');
     }
     const server = this.ctx.server();
-    const session = newSession({
+    const session = reportedSession({
       id: this.ctx.newId(),
       listener: listenerOf(this.macro('daemon_name')),
       clientIp: normalizeIp(clientIp),
@@ -228,14 +226,13 @@ export class MilterSession {
       serverPort: Number(this.macro('daemon_port') ?? 0),
       serverName: this.macro('j') ?? server.name,
       connectedAt: new Date(this.ctx.now()),
-      tls: null,
     });
     // The MTA's name for the client is its forward-confirmed reverse name, or "unknown" / "[ip]".
     session.reverseName = hostname === '' || hostname === 'unknown' || hostname.startsWith('[') ? null : hostname.toLowerCase();
     this.log = this.baseLog.child({ conn: session.id, client_ip: session.clientIp });
     this.state = { session, txn: null, txx: null };
     this.refusal = null;
-    const applied = await this.decide('connect', R.greeting(session.serverName));
+    const applied = await this.decide('connect', NORMAL_REPLY.greeting(session.serverName));
     return stageReply(applied);
   }
 
@@ -256,7 +253,7 @@ export class MilterSession {
     s.esmtp = true;
     const protocol = this.macro('tls_version');
     if (protocol !== undefined) s.tls = { protocol, cipher: this.macro('cipher') ?? '' };
-    const applied = await this.decide('helo', makeReply(250, '', s.serverName));
+    const applied = await this.decide('helo', NORMAL_REPLY.helo(s.serverName));
     if (!applied.accept) s.helo = null;
     return stageReply(applied);
   }
@@ -285,7 +282,7 @@ export class MilterSession {
     state.txn = txn;
     state.txx = { messageEdits: [] as StageEffect[] };
     this.message = { mailFrom: path.address, rcpts: [], headers: [], body: [], bodyBytes: 0 };
-    const applied = await this.decide('mail', R.mailOk);
+    const applied = await this.decide('mail', NORMAL_REPLY.mail);
     if (!applied.accept) this.endTransaction();
     return stageReply(applied);
   }
@@ -306,7 +303,7 @@ export class MilterSession {
     const previous = txn.currentRcpt;
     txn.rcpts.push(tentative);
     txn.currentRcpt = address;
-    const applied = await this.decide('rcpt', R.rcptOk);
+    const applied = await this.decide('rcpt', NORMAL_REPLY.rcpt);
     if (applied.accept) message.rcpts.push(address);
     else {
       txn.rcpts = txn.rcpts.filter((r) => r !== tentative);
@@ -349,9 +346,9 @@ export class MilterSession {
     const body = Buffer.concat(message.body);
     const shown = message.headers;
     // The MTA added its own Received: already; headers written by earlier stages go right below it.
-    const draft = MessageDraft.assemble([...state.session.pendingHeaders, ...txn.pendingHeaders], { fields: [...shown], body, headerBytes: 0 });
+    const draft = this.ctx.newDraft([...state.session.pendingHeaders, ...txn.pendingHeaders], [...shown], body);
     for (const e of state.txx?.messageEdits ?? []) if (e.kind === 'msg_from' || e.kind === 'msg_rcpt') applyMessageEdit(draft, e);
-    const applied = await this.decide('preq', R.queued(txn.id), draft);
+    const applied = await this.decide('preq', NORMAL_REPLY.queued(txn.id), draft);
     if (!applied.accept) return refusalPacket(applied.reply);
     if (txn.rcpts.length === 0) {
       this.log.info({ id: txn.id }, 'no recipient left after preq: message discarded');
@@ -404,7 +401,7 @@ function envelopePacket(e: EnvelopeEdit): Buffer {
 }
 
 /** The body of the draft as it would be written. */
-function draftBody(draft: MessageDraft): Buffer {
+function draftBody(draft: DraftMessage): Buffer {
   const headerBytes = draft.fields.reduce((n, f) => n + f.raw.length + 2, 0) + 2;
   return draft.raw().subarray(headerBytes);
 }

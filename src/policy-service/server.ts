@@ -7,7 +7,7 @@
 import type net from 'node:net';
 import type { Logger } from 'pino';
 import { serveInOrder, startFrontServer, type FrontServer } from '../reload/front-process.js';
-import { decisionContext, type PolicyRuntimeOptions } from '../reload/runtime.js';
+import { decisionContext, type DraftFactory, type PolicyRuntimeOptions } from '../reload/runtime.js';
 import { answer, RequestReader } from './request.js';
 import { MALFORMED, PolicyService } from './service.js';
 
@@ -34,12 +34,12 @@ export function servePolicyConnection(socket: net.Socket, service: PolicyService
   });
 }
 
-export async function startPolicyServer(opts: PolicyRuntimeOptions & { listen: string; watch?: boolean }): Promise<FrontServer> {
+export async function startPolicyServer(opts: PolicyRuntimeOptions & { listen: string; watch?: boolean; newDraft: DraftFactory }): Promise<FrontServer> {
   return startFrontServer({
     ...opts,
     component: 'policy-server',
     handler: (runtime, log) => {
-      const service = new PolicyService(decisionContext(runtime, log));
+      const service = new PolicyService(decisionContext(runtime, log, opts.newDraft));
       return (socket) => servePolicyConnection(socket, service, log);
     },
   });

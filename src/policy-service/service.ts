@@ -13,12 +13,10 @@
 import type { Logger } from 'pino';
 import type { FrontStage } from '../policy/apply.js';
 import { decideStage, type DecisionState, type StageResult } from '../policy/stage-machine.js';
-import type { DecisionContext } from '../reload/runtime.js';
-import type { MailAddress, Reply, Transaction } from '../policy/types.js';
-import { MessageDraft } from '../smtp/message.js';
-import { makeReply, R, replyFromString } from '../smtp/replies.js';
-import { newSession } from '../smtp/state.js';
-import { normalizeIp, parsePath } from '../vsl/runtime/address.js';
+import { NORMAL_REPLY, reportedSession, type DecisionContext } from '../reload/runtime.js';
+import type { MailAddress, Reply, Transaction } from '../mail/types.js';
+import { replyFromString } from '../mail/reply.js';
+import { normalizeIp, parsePath } from '../vsl/values/address.js';
 
 export type PolicyServiceContext = DecisionContext;
 
@@ -86,7 +84,7 @@ export class PolicyService {
     const found = key === '' ? undefined : this.instances.get(key);
     if (found !== undefined) return found;
     this.sweep();
-    const session = newSession({
+    const session = reportedSession({
       id: this.ctx.newId(),
       listener: 'smtp',
       clientIp: normalizeIp(attrs.get('client_address') ?? ''),
@@ -95,7 +93,6 @@ export class PolicyService {
       serverPort: Number(attrs.get('server_port') ?? 0) || 0,
       serverName: this.ctx.server().name,
       connectedAt: new Date(this.ctx.now()),
-      tls: null,
     });
     const name = attrs.get('client_name') ?? '';
     session.reverseName = name === '' || name === 'unknown' ? null : name.toLowerCase();
@@ -120,18 +117,18 @@ export class PolicyService {
     const state = inst.state;
     const s = state.session;
     let result: StageResult;
-    if (stage === 'connect') result = await decideStage(this.ctx.env, state, log, 'connect', R.greeting(s.serverName));
+    if (stage === 'connect') result = await decideStage(this.ctx.env, state, log, 'connect', NORMAL_REPLY.greeting(s.serverName));
     else if (stage === 'helo') {
       const helo = attrs.get('helo_name') ?? '';
       if (helo === '') return null;
       s.helo = helo;
-      result = await decideStage(this.ctx.env, state, log, 'helo', makeReply(250, '', s.serverName));
+      result = await decideStage(this.ctx.env, state, log, 'helo', NORMAL_REPLY.helo(s.serverName));
     } else {
       const txn = this.transaction(attrs);
       if (!txn.ok) return this.refuse(inst, txn.reply);
       state.txn = txn.txn;
       state.txx = { messageEdits: [] };
-      result = await decideStage(this.ctx.env, state, log, 'mail', R.mailOk);
+      result = await decideStage(this.ctx.env, state, log, 'mail', NORMAL_REPLY.mail);
     }
     if (!result.applied.accept) return this.refuse(inst, result.applied.reply);
     return this.outcome(inst, result);
@@ -170,7 +167,7 @@ export class PolicyService {
     const tentative = { address: rcpt.address, transport: { kind: 'default' as const } };
     txn.rcpts.push(tentative);
     txn.currentRcpt = rcpt.address;
-    const result = await decideStage(this.ctx.env, inst.state, log, 'rcpt', R.rcptOk);
+    const result = await decideStage(this.ctx.env, inst.state, log, 'rcpt', NORMAL_REPLY.rcpt);
     if (!result.applied.accept) txn.rcpts = txn.rcpts.filter((r) => r !== tentative);
     return this.outcome(inst, result);
   }
@@ -179,8 +176,8 @@ export class PolicyService {
   private async preq(inst: Instance, _attrs: Map<string, string>, log: Logger): Promise<string> {
     const txn = inst.state.txn;
     if (txn === null) return MALFORMED;
-    const draft = MessageDraft.assemble([], { fields: [], body: Buffer.alloc(0), headerBytes: 0 });
-    return this.outcome(inst, await decideStage(this.ctx.env, inst.state, log, 'preq', R.queued(txn.id), draft));
+    const draft = this.ctx.newDraft([], [], Buffer.alloc(0));
+    return this.outcome(inst, await decideStage(this.ctx.env, inst.state, log, 'preq', NORMAL_REPLY.queued(txn.id), draft));
   }
 
   private outcome(inst: Instance, result: StageResult): string {

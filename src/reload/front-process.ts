@@ -6,7 +6,6 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import type { Logger } from 'pino';
-import { parseListenAddress } from '../smtp/front.js';
 import { startPolicyRuntime, type PolicyRuntime, type PolicyRuntimeOptions } from './runtime.js';
 
 export type ListenSpec = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
@@ -18,7 +17,13 @@ export function parseListenSpec(spec: string): ListenSpec {
     if (p === '') throw new Error(`invalid listen address '${spec}': unix: needs a path`);
     return { kind: 'unix', path: p };
   }
-  return { kind: 'tcp', ...parseListenAddress(spec) };
+  const colon = spec.lastIndexOf(':');
+  const host = spec.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+  const port = Number(spec.slice(colon + 1));
+  if (colon <= 0 || host === '' || !/^\d+$/.test(spec.slice(colon + 1)) || port > 65535) {
+    throw new Error(`invalid listen address '${spec}': expected HOST:PORT, [IPv6]:PORT or unix:PATH`);
+  }
+  return { kind: 'tcp', host, port };
 }
 
 export interface FrontServer {

@@ -6,12 +6,15 @@
 
 import type { Logger } from 'pino';
 import { allBuiltins } from '../builtins/registry.js';
-import type { HostEnv } from '../builtins/host.js';
+import type { HostEnv } from '../host/ports.js';
 import type { Config } from '../config/schema.js';
 import { serverEnv } from '../policy/env.js';
 import type { ConfigOverrides } from '../policy/load.js';
 import { relayGuardConfig } from '../policy/relay-guard.js';
 import { PolicyRunner } from '../policy/runner.js';
+import type { EditableMessage } from '../mail/effects.js';
+import { makeReply } from '../mail/reply.js';
+import type { Header, ListenerKind, Reply, Session } from '../mail/types.js';
 import type { StageMachineEnv } from '../policy/stage-machine.js';
 import { newQueueId } from '../queue/id.js';
 import { PolicyManager } from './manager.js';
@@ -84,7 +87,23 @@ export function stageMachineEnv(rt: Pick<PolicyRuntime, 'runner' | 'policy'>): S
   return { runner: rt.runner, settings: () => current };
 }
 
-/** What a front that another MTA calls needs to decide stages: the stage machine's env, names, ids, a clock. */
+/** One header field as raw bytes (`Name: value` with its folds, no final CRLF). */
+export interface RawField {
+  name: string;
+  raw: Buffer;
+}
+
+/** The message a preq stage edits, with its fields as objects: untouched ones stay the same objects. */
+export type DraftMessage = EditableMessage & { fields: RawField[] };
+
+/**
+ * Builds the draft of a message from the headers a front prepends, the
+ * fields it received and the body. The SMTP front's MessageDraft, handed
+ * down by the command that starts the front (fronts do not import each other).
+ */
+export type DraftFactory = (prefix: Header[], fields: RawField[], body: Buffer) => DraftMessage;
+
+/** What a front that another MTA calls needs to decide stages: the stage machine's env, names, ids, a clock, drafts. */
 export interface DecisionContext {
   env: StageMachineEnv;
   /** `server.name` and `server.domain` of the current configuration. */
@@ -92,8 +111,26 @@ export interface DecisionContext {
   log: Logger;
   newId(): string;
   now(): number;
+  newDraft: DraftFactory;
 }
 
-export function decisionContext(rt: PolicyRuntime, log: Logger): DecisionContext {
-  return { env: stageMachineEnv(rt), server: () => rt.config().server, log, newId: () => newQueueId(), now: () => Date.now() };
+export function decisionContext(rt: PolicyRuntime, log: Logger, newDraft: DraftFactory): DecisionContext {
+  return { env: stageMachineEnv(rt), server: () => rt.config().server, log, newId: () => newQueueId(), now: () => Date.now(), newDraft };
+}
+
+/**
+ * The success replies the stages are decided with, as `mta run` gives them.
+ * The calling MTA sends its own; these appear in the decision log lines.
+ */
+export const NORMAL_REPLY = {
+  greeting: (name: string): Reply => makeReply(220, '', `${name} Service ready`),
+  helo: (name: string): Reply => makeReply(250, '', name),
+  mail: makeReply(250, '2.1.0', 'Ok'),
+  rcpt: makeReply(250, '2.1.5', 'Ok'),
+  queued: (id: string): Reply => makeReply(250, '2.0.0', `Ok: queued as ${id}`),
+};
+
+/** The session of a client another MTA reports, before its connect stage. */
+export function reportedSession(n: { id: string; listener: ListenerKind; clientIp: string; clientPort: number; serverIp: string; serverPort: number; serverName: string; connectedAt: Date }): Session {
+  return { ...n, tls: null, helo: null, esmtp: false, auth: null, pipeliningViolation: false, remembered: null, pendingHeaders: [] };
 }

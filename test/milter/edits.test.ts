@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { envelopeEdits, headerEdits } from '../../src/milter/edits.js';
 import { MessageDraft, type RawField } from '../../src/smtp/message.js';
-import { parseMailbox } from '../../src/vsl/runtime/address.js';
+import { parseMailbox } from '../../src/vsl/values/address.js';
 
 function shownHeaders(...lines: string[]): RawField[] {
   return lines.map((l) => ({ name: l.slice(0, l.indexOf(':')), raw: Buffer.from(l) }));

@@ -5,6 +5,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
+import { smtpDraft } from '../../src/cli/milter.js';
 import { startMilter } from '../../src/milter/server.js';
 import { startPolicyServer } from '../../src/policy-service/server.js';
 import type { FrontServer } from '../../src/reload/front-process.js';
@@ -48,6 +49,7 @@ export async function startTestFront(kind: 'milter' | 'policy-server', o: { copy
       log,
       listen: o.listen ?? '127.0.0.1:0',
       watch: o.watch ?? false,
+      newDraft: smtpDraft,
     });
   } catch (e) {
     fs.rmSync(policyDir, { recursive: true, force: true });
