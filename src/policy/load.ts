@@ -30,6 +30,7 @@ import { STAGES, type Stage } from '../mail/types.js';
 import { formatCidr, parseCidr } from '../vsl/values/net.js';
 import { stageWarnings } from '../vsl/check.js';
 import { installNodePlatform } from '../vsl/host-platform.js';
+import { newHostLocals } from '../host/ports.js';
 
 installNodePlatform();
 
@@ -142,6 +143,7 @@ export function defaultEnvFor(config: Config, log: Logger): HostEnv {
     clock: systemClock,
     log,
     policyDir: process.cwd(),
+    locals: newHostLocals(),
   };
 }
 
