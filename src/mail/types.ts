@@ -93,6 +93,22 @@ export interface Session {
   pendingHeaders: Header[];
 }
 
+/** What a front knows of a session when it starts: the connection's addresses and names. */
+export type NewSession = Pick<Session, 'id' | 'listener' | 'clientIp' | 'clientPort' | 'serverIp' | 'serverPort' | 'serverName' | 'connectedAt' | 'tls'>;
+
+/** A session right after accept (or a milter's connect), before the connect stage. */
+export function newSession(n: NewSession): Session {
+  return {
+    ...n,
+    helo: null,
+    esmtp: false,
+    auth: null,
+    pipeliningViolation: false,
+    remembered: null,
+    pendingHeaders: [],
+  };
+}
+
 export interface Transaction {
   /** Transaction id, equal to the queue id. */
   id: string;
