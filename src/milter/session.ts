@@ -9,8 +9,8 @@
 import type { Logger } from 'pino';
 import { REPLY_TEMPFAIL, type Applied, type FrontStage } from '../policy/apply.js';
 import { decideStage, type DecisionState } from '../policy/stage-machine.js';
-import { NORMAL_REPLY, reportedSession, type DecisionContext, type DraftMessage, type RawField } from '../reload/runtime.js';
-import { addressText, type MailAddress, type Reply, type StageEffect, type Transaction } from '../mail/types.js';
+import { NORMAL_REPLY, type DecisionContext, type DraftMessage, type RawField } from '../reload/runtime.js';
+import { addressText, newSession, type MailAddress, type Reply, type StageEffect, type Transaction } from '../mail/types.js';
 import { applyMessageEdit } from '../mail/effects.js';
 import { makeReply, replyFromString } from '../mail/reply.js';
 import { normalizeIp, parsePath } from '../vsl/values/address.js';
@@ -217,7 +217,7 @@ export class MilterSession {
       clientIp = addr[0]!.replace(/^IPv6:/i, '');
     }
     const server = this.ctx.server();
-    const session = reportedSession({
+    const session = newSession({
       id: this.ctx.newId(),
       listener: listenerOf(this.macro('daemon_name')),
       clientIp: normalizeIp(clientIp),
@@ -226,6 +226,7 @@ export class MilterSession {
       serverPort: Number(this.macro('daemon_port') ?? 0),
       serverName: this.macro('j') ?? server.name,
       connectedAt: new Date(this.ctx.now()),
+      tls: null,
     });
     // The MTA's name for the client is its forward-confirmed reverse name, or "unknown" / "[ip]".
     session.reverseName = hostname === '' || hostname === 'unknown' || hostname.startsWith('[') ? null : hostname.toLowerCase();

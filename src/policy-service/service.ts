@@ -13,8 +13,8 @@
 import type { Logger } from 'pino';
 import type { FrontStage } from '../policy/apply.js';
 import { decideStage, type DecisionState, type StageResult } from '../policy/stage-machine.js';
-import { NORMAL_REPLY, reportedSession, type DecisionContext } from '../reload/runtime.js';
-import type { MailAddress, Reply, Transaction } from '../mail/types.js';
+import { NORMAL_REPLY, type DecisionContext } from '../reload/runtime.js';
+import { newSession, type MailAddress, type Reply, type Transaction } from '../mail/types.js';
 import { replyFromString } from '../mail/reply.js';
 import { normalizeIp, parsePath } from '../vsl/values/address.js';
 
@@ -84,7 +84,7 @@ export class PolicyService {
     const found = key === '' ? undefined : this.instances.get(key);
     if (found !== undefined) return found;
     this.sweep();
-    const session = reportedSession({
+    const session = newSession({
       id: this.ctx.newId(),
       listener: 'smtp',
       clientIp: normalizeIp(attrs.get('client_address') ?? ''),
@@ -93,6 +93,7 @@ export class PolicyService {
       serverPort: Number(attrs.get('server_port') ?? 0) || 0,
       serverName: this.ctx.server().name,
       connectedAt: new Date(this.ctx.now()),
+      tls: null,
     });
     const name = attrs.get('client_name') ?? '';
     session.reverseName = name === '' || name === 'unknown' ? null : name.toLowerCase();

@@ -14,7 +14,7 @@ import { relayGuardConfig } from '../policy/relay-guard.js';
 import { PolicyRunner } from '../policy/runner.js';
 import type { EditableMessage } from '../mail/effects.js';
 import { makeReply } from '../mail/reply.js';
-import type { Header, ListenerKind, Reply, Session } from '../mail/types.js';
+import type { Header, Reply } from '../mail/types.js';
 import type { StageMachineEnv } from '../policy/stage-machine.js';
 import { newQueueId } from '../queue/id.js';
 import { PolicyManager } from './manager.js';
@@ -129,8 +129,3 @@ export const NORMAL_REPLY = {
   rcpt: makeReply(250, '2.1.5', 'Ok'),
   queued: (id: string): Reply => makeReply(250, '2.0.0', `Ok: queued as ${id}`),
 };
-
-/** The session of a client another MTA reports, before its connect stage. */
-export function reportedSession(n: { id: string; listener: ListenerKind; clientIp: string; clientPort: number; serverIp: string; serverPort: number; serverName: string; connectedAt: Date }): Session {
-  return { ...n, tls: null, helo: null, esmtp: false, auth: null, pipeliningViolation: false, remembered: null, pendingHeaders: [] };
-}
