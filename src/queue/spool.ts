@@ -47,7 +47,8 @@ import {
   type SessionSnapshot,
   snapshotSession,
 } from './envelope.js';
-import { DirSyncBatcher, ensureDir, errCode, fsyncDir, processAlive, removeFile, tmpName, tmpNamePid, writeDurable } from './durable.js';
+import type { SpilledBody } from '../smtp/body-store.js';
+import { DirSyncBatcher, ensureDir, errCode, fsyncDir, processAlive, removeFile, tmpName, tmpNamePid, writeDurable, writeDurableJoined } from './durable.js';
 import { isQuarantineName, isQueueId } from './id.js';
 import { FileRecycler, writeReused } from './recycle.js';
 
@@ -76,8 +77,10 @@ export interface EnqueueInput {
   id: string;
   mailFrom: MailAddress;
   rcpts: Recipient[];
-  /** The message as accepted: CRLF line ends, Received: and pending headers included. */
+  /** The message as accepted: CRLF line ends, Received: and pending headers included (with `bodyFile`: the header block only). */
   data: Buffer;
+  /** The body, when it was received into a file (src/smtp/body-store.ts): the message is `data` then this file. */
+  bodyFile?: SpilledBody;
   session: Session | SessionSnapshot;
   /** The transaction's remembered status (SPEC §5.4), if any. */
   txnRemembered: Remembered | null;
@@ -173,6 +176,11 @@ export class Spool extends EventEmitter {
     return path.join(this.dir, 'tmp', tmpName(label));
   }
 
+  /** Where the SMTP front may receive the body of message `id` (src/smtp/sink.ts); recovery removes it if its writer dies. */
+  spillPath(id: string): string {
+    return this.tmpPath(`${id}.body`);
+  }
+
   /** Writes and fsyncs a new file under a fresh tmp/ name, over a recycled one when there is one. */
   private async writeNew(file: string, data: Buffer | string): Promise<void> {
     const buf = typeof data === 'string' ? Buffer.from(data) : data;
@@ -216,8 +224,8 @@ export class Spool extends EventEmitter {
       txn_remembered: input.txnRemembered ? { ...input.txnRemembered } : null,
       quarantine,
       policy_version: input.policyVersion ?? null,
-      size: input.data.length,
-      sha256: sha256Hex(input.data),
+      size: input.data.length + (input.bodyFile?.size ?? 0),
+      sha256: '',
       stages: { postq: 'pending', delivery: 'pending' },
       pending_edit: null,
       attempts: 0,
@@ -232,7 +240,14 @@ export class Spool extends EventEmitter {
     const tmpJson = this.tmpPath(`${id}.json`);
     let tmpNamesLeft = true;
     try {
-      await Promise.all([this.writeNew(tmpEml, input.data), this.writeNew(tmpJson, serializeRecord(record))]);
+      if (input.bodyFile === undefined) {
+        record.sha256 = sha256Hex(input.data);
+        await Promise.all([this.writeNew(tmpEml, input.data), this.writeNew(tmpJson, serializeRecord(record))]);
+      } else {
+        // A large message: its body is copied from the file it was received into; the hash is known after.
+        record.sha256 = await writeDurableJoined(tmpEml, input.data, input.bodyFile);
+        await this.writeNew(tmpJson, serializeRecord(record));
+      }
       try {
         await fs.link(tmpEml, this.file(place, id, 'eml'));
       } catch (err) {
