@@ -48,9 +48,9 @@ import {
   snapshotSession,
 } from './envelope.js';
 import type { SpilledBody } from '../smtp/body-store.js';
-import { DirSyncBatcher, ensureDir, errCode, fsyncDir, processAlive, removeFile, tmpName, tmpNamePid, writeDurable, writeDurableJoined } from './durable.js';
+import { DirSyncBatcher, ensureDir, errCode, fsyncDir, processAlive, readWhole, removeFile, tmpName, tmpNamePid, writeDurable, writeDurableJoined } from './durable.js';
 import { isQuarantineName, isQueueId } from './id.js';
-import { FileRecycler, writeReused } from './recycle.js';
+import { FileRecycler, REUSE_MAX_BYTES, writeReused } from './recycle.js';
 
 /** Where a message is. */
 export type Place = { kind: 'active' } | { kind: 'deferred' } | { kind: 'dead' } | { kind: 'quarantine'; name: string };
@@ -141,6 +141,13 @@ const TMP_MAX_AGE_MS = 24 * 3600_000;
 
 export class Spool extends EventEmitter {
   readonly dirSync = new DirSyncBatcher();
+  /**
+   * Sizes of message files read or written by this process that are small
+   * enough to be pooled, by id, so that remove() need not stat them. Only a
+   * hint: an entry leaves with its message, and the map is cleared when it
+   * grows large (messages read but never removed here).
+   */
+  private readonly smallSizes = new Map<string, number>();
   /** Files leaving the spool are kept in reuse/ and written over, not freed (recycle.ts says why). */
   readonly recycler: FileRecycler;
   private readonly knownQuarantines = new Set<string>();
@@ -278,8 +285,15 @@ export class Spool extends EventEmitter {
     } finally {
       if (tmpNamesLeft) await Promise.all([removeFile(tmpEml), removeFile(tmpJson)]);
     }
+    this.noteSize(id, record.size);
     this.emit('enqueued', id, place);
     return record;
+  }
+
+  private noteSize(id: string, size: number): void {
+    if (size > REUSE_MAX_BYTES) return;
+    if (this.smallSizes.size >= 100_000) this.smallSizes.clear();
+    this.smallSizes.set(id, size);
   }
 
   /** Ids of the messages (`.json` files) in a place. */
@@ -325,7 +339,7 @@ export class Spool extends EventEmitter {
   async readRecord(p: Place, id: string): Promise<EnvelopeRecord> {
     let text: string;
     try {
-      text = await fs.readFile(this.file(p, id, 'json'), 'utf8');
+      text = (await readWhole(this.file(p, id, 'json'))).toString('utf8');
     } catch (err) {
       if (errCode(err) === 'ENOENT') throw err;
       throw new CorruptMessageError(id, `unreadable record: ${(err as Error).message}`);
@@ -348,10 +362,11 @@ export class Spool extends EventEmitter {
     const record = await this.readRecord(p, id);
     let message: Buffer;
     try {
-      message = await fs.readFile(this.file(p, id, 'eml'));
+      message = await readWhole(this.file(p, id, 'eml'));
     } catch (err) {
       throw new CorruptMessageError(id, `message file missing or unreadable (${errCode(err) ?? (err as Error).message})`);
     }
+    this.noteSize(id, message.length);
     const hash = sha256Hex(message);
     const pe = record.pending_edit;
     const ok = hash === record.sha256 || (pe !== null && (hash === pe.sha256_before || hash === pe.sha256_after));
@@ -446,6 +461,21 @@ export class Spool extends EventEmitter {
 
   /** Deletes a message; false when it was not at `from`. */
   async remove(id: string, from: Place): Promise<boolean> {
+    const emlSize = this.smallSizes.get(id);
+    this.smallSizes.delete(id);
+    if (from.kind === 'active') {
+      // The scheduler's own place: the record goes straight into the pool,
+      // which is the removal itself (one rename), and the message file too
+      // when its size is known small.
+      const json = await this.recycler.adopt(this.file(from, id, 'json'));
+      if (json === 'gone') return false;
+      if (json === 'pooled') {
+        await this.dirSync.sync(this.dirOf(from));
+        const eml = this.file(from, id, 'eml');
+        if (emlSize === undefined || (await this.recycler.adopt(eml)) === 'full') await this.recycler.give(eml);
+        return true;
+      }
+    }
     const parked = this.tmpPath(`${id}.json.removed`);
     try {
       await fs.rename(this.file(from, id, 'json'), parked);
