@@ -34,20 +34,10 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { Clock } from '../builtins/host.js';
-import { systemClock } from '../builtins/host.js';
-import type { MailAddress, Recipient, Remembered, Session } from '../policy/types.js';
-import {
-  CorruptRecordError,
-  ENVELOPE_VERSION,
-  type EnvelopeRecord,
-  newRecipientRecord,
-  parseRecord,
-  serializeRecord,
-  type SessionSnapshot,
-  snapshotSession,
-} from './envelope.js';
-import type { SpilledBody } from '../smtp/body-store.js';
+import type { Clock } from '../host/ports.js';
+import { systemClock } from '../host/ports.js';
+import type { MailAddress, Recipient, Remembered, Session } from '../mail/types.js';
+import { CorruptRecordError, ENVELOPE_VERSION, type EnvelopeRecord, newRecipientRecord, parseRecord, serializeRecord, type SessionSnapshot, snapshotSession } from './envelope.js';
 import { DirSyncBatcher, ensureDir, errCode, fsyncDir, processAlive, readWhole, removeFile, tmpName, tmpNamePid, writeDurable, writeDurableJoined } from './durable.js';
 import { isQuarantineName, isQueueId } from './id.js';
 import { FileRecycler, REUSE_MAX_BYTES, writeReused } from './recycle.js';
@@ -80,7 +70,7 @@ export interface EnqueueInput {
   /** The message as accepted: CRLF line ends, Received: and pending headers included (with `bodyFile`: the header block only). */
   data: Buffer;
   /** The body, when it was received into a file (src/smtp/body-store.ts): the message is `data` then this file. */
-  bodyFile?: SpilledBody;
+  bodyFile?: { path: string; size: number };
   session: Session | SessionSnapshot;
   /** The transaction's remembered status (SPEC §5.4), if any. */
   txnRemembered: Remembered | null;

@@ -31,8 +31,8 @@ import { SMTPConnection, type SMTPConnectionOptions } from 'smtp-server/lib/smtp
 import type { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 import { connectionLogger } from '../log/logger.js';
 import { REPLY_TEMPFAIL_CONNECT } from '../policy/apply.js';
-import type { Reply, TlsInfo } from '../policy/types.js';
-import { normalizeIp } from '../vsl/runtime/address.js';
+import type { Reply, TlsInfo } from '../mail/types.js';
+import { normalizeIp } from '../vsl/values/address.js';
 import type { FrontContext, ListenerContext, Tracked } from './context.js';
 import { SmtpProtocol } from './protocol.js';
 import { R } from './replies.js';

@@ -4,8 +4,8 @@
 
 import type { Logger } from 'pino';
 import type { FailureTracker } from '../builtins/auth/failures.js';
-import type { Clock } from '../builtins/host.js';
-import type { ListenerKind, StageRunner } from '../policy/types.js';
+import type { Clock } from '../host/ports.js';
+import type { ListenerKind, StageRunner } from '../mail/types.js';
 import type { Settings } from './settings.js';
 import type { MessageSink } from './sink.js';
 
@@ -26,6 +26,8 @@ export interface FrontContext {
   registry: ConnectionRegistry;
   /** Whether a certificate is loaded (STARTTLS offered, implicit TLS possible). */
   tlsAvailable(): boolean;
+  /** Sees every stage decision (mta explain); see src/policy/stage-machine.ts. */
+  observe?: import('../policy/stage-machine.js').DecisionObserver;
 }
 
 export interface ListenerContext {

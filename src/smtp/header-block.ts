@@ -5,6 +5,8 @@
 // `header_size_max` limit is checked while the data streams: once the block
 // passes it, nothing more is kept.
 
+import { isHeaderName } from '../mail/effects.js';
+
 const CR = 0x0d;
 const LF = 0x0a;
 
@@ -19,11 +21,6 @@ interface FieldRange {
   name: string;
   start: number;
   end: number;
-}
-
-// RFC 5322 field name: printable ASCII except colon.
-function isFieldNameByte(b: number): boolean {
-  return b >= 0x21 && b <= 0x7e && b !== 0x3a;
 }
 
 /** What a line starting at `pos` is, as far as the bytes up to `end` tell. */
@@ -145,12 +142,10 @@ export class HeaderBlockParser {
   private classify(pos: number, end: number, complete: boolean): LineKind {
     const first = this.buf[pos]!;
     if ((first === 0x20 || first === 0x09) && this.ranges.length > 0) return 'continuation';
-    for (let i = pos; i < end; i++) {
-      const b = this.buf[i]!;
-      if (b === 0x3a) return i > pos ? 'field' : 'not-header';
-      if (!isFieldNameByte(b)) return 'not-header';
-    }
-    return complete ? 'not-header' : 'undecided';
+    const colon = this.buf.subarray(0, end).indexOf(0x3a, pos);
+    if (colon >= 0) return isHeaderName(this.buf.toString('latin1', pos, colon)) ? 'field' : 'not-header';
+    // No colon yet: a name may still be coming, unless what came cannot be one.
+    return !complete && isHeaderName(this.buf.toString('latin1', pos, end)) ? 'undecided' : 'not-header';
   }
 
   private nameAt(pos: number): string {

@@ -3,8 +3,7 @@
 // server prepends (Received:, pending headers), the header edits of preq,
 // and the MessageView the preq stage reads (src/builtins/host.ts).
 
-import type { MessageView } from '../builtins/host.js';
-import type { Header } from '../policy/types.js';
+import type { Header, MessageView } from '../mail/types.js';
 import { BodyStore, bodyBytes, bodySize, type MessageBody } from './body-store.js';
 import { HeaderBlockParser, splitHeaderBlock, type RawField } from './header-block.js';
 

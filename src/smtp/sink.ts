@@ -4,7 +4,7 @@
 // (files and directory entries fsync'ed, SPEC §10), and reject otherwise.
 
 import type { SpilledBody } from './body-store.js';
-import type { MailAddress, Recipient, Remembered, Session } from '../policy/types.js';
+import type { MailAddress, Recipient, Remembered, Session } from '../mail/types.js';
 
 export interface EnqueueRequest {
   /** Queue id = transaction id, assigned at MAIL. */
