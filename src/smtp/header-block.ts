@@ -29,6 +29,8 @@ type LineKind = 'field' | 'continuation' | 'not-header' | 'undecided';
 export class HeaderBlockParser {
   private buf: Buffer = Buffer.allocUnsafe(4096);
   private len = 0;
+  /** The bytes held: buf up to len (made once per chunk, not per line). */
+  private view: Buffer = Buffer.alloc(0);
   /** Start of the first line not classified yet. */
   private scan = 0;
   /** Where the search for the next line end goes on (everything before has been searched). */
@@ -107,6 +109,7 @@ export class HeaderBlockParser {
     }
     chunk.copy(this.buf, this.len);
     this.len += chunk.length;
+    this.view = this.buf.subarray(0, this.len);
   }
 
   private scanLines(): void {
@@ -127,7 +130,7 @@ export class HeaderBlockParser {
    * arrives over many chunks is searched only where it grew.
    */
   private crlfFrom(from: number): number {
-    const data = this.buf.subarray(0, this.len);
+    const data = this.view;
     let i = data.indexOf(LF, Math.max(from + 1, this.searched));
     while (i >= 0 && data[i - 1] !== CR) i = data.indexOf(LF, i + 1);
     this.searched = i < 0 ? this.len : i + 1;
@@ -177,6 +180,7 @@ export class HeaderBlockParser {
   private drop(): void {
     this.tooBig = true;
     this.buf = Buffer.alloc(0);
+    this.view = this.buf;
     this.len = 0;
     this.ranges.length = 0;
   }
