@@ -30,6 +30,7 @@ import { STAGES, type Stage } from '../mail/types.js';
 import { formatCidr, parseCidr } from '../vsl/values/net.js';
 import { stageWarnings } from '../vsl/check.js';
 import { installNodePlatform } from '../vsl/host-platform.js';
+import { newHostLocals } from '../host/ports.js';
 
 installNodePlatform();
 
@@ -142,6 +143,7 @@ export function defaultEnvFor(config: Config, log: Logger): HostEnv {
     clock: systemClock,
     log,
     policyDir: process.cwd(),
+    locals: newHostLocals(),
   };
 }
 
@@ -182,7 +184,9 @@ export async function loadPolicy(mainPath: string, opts: LoadOptions): Promise<L
   try {
     if (compiled.onConfig) {
       const defaults = decodeValue(encodeValue(configToValue(config)));
+      loadState.inOnConfig = true;
       const r = sandbox.runOnConfig(compiled.onConfig.module, 'on_config/1', defaults);
+      loadState.inOnConfig = false;
       if (!r.ok) {
         diagnostics.push(guestDiag(r.error, compiled.onConfig.pos, 'on_config failed: '));
       } else {
