@@ -707,6 +707,8 @@ async function startServer(o: Options, dir: string): Promise<{ server: Server; t
     `vsl.data_dir=${JSON.stringify(path.join(dir, 'data'))}`,
     `delivery.default="127.0.0.1:${deadPort}"`,
     'delivery.bounce=false',
+    // Local-domain mail too (the example delivers it to maildirs).
+    'delivery.local=""',
     'server.smtp.timeout="3s"',
     'server.smtp.data_timeout="5s"',
     'server.smtp.session_timeout="20s"',
