@@ -140,7 +140,7 @@ export async function startDelivery(opts: ServerOptions): Promise<DeliveryProces
   const { policy, env } = await startPolicy(opts);
   const config = (): Config => policy.current().config;
   const spool = await Spool.open(config().queue.dir, { log });
-  const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log });
+  const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log, stats: opts.stats });
   const scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log });
   await scheduler.start();
   if (opts.watch !== false) policy.watch();

@@ -55,6 +55,8 @@ export interface Config {
       timeout: string;
       dnsbl_timeout: string;
     };
+    /** Extension: the Prometheus endpoint, `host:port`; unset (null) serves none. */
+    metrics: { listen: string | null };
   };
   queue: { dir: string };
   delivery: {
@@ -95,6 +97,7 @@ export const RESTART_KEYS = [
   'state.prefix',
   'logs.format',
   'vsl.data_dir',
+  'server.metrics.listen',
 ];
 
 export function defaultConfig(hostname: string, isTerminal = false): Config {
@@ -142,6 +145,7 @@ export function defaultConfig(hostname: string, isTerminal = false): Config {
         allow_plaintext: false,
       },
       dns: { servers: [], timeout: '5s', dnsbl_timeout: '2s' },
+      metrics: { listen: null },
     },
     queue: { dir: '/var/spool/mta' },
     delivery: {

@@ -15,6 +15,7 @@ import { createRequire } from 'node:module';
 // pino-pretty is loaded only for `logs.format = "pretty"`.
 const require = createRequire(import.meta.url);
 import type { Session } from '../policy/types.js';
+import { metrics } from '../metrics/metrics.js';
 
 export type { Logger } from 'pino';
 
@@ -66,7 +67,8 @@ export function createLogger(opts: LoggerOptions): Logger {
   if (opts.destination) return pino(base, opts.destination as DestinationStream);
   if (opts.format === 'pretty') {
     const pretty = require('pino-pretty') as typeof import('pino-pretty');
-    const stream = pretty({ colorize: process.stdout.isTTY === true, sync: false, translateTime: 'SYS:standard' });
+    // One line per event: the message, then the fields on the same line.
+    const stream = pretty({ colorize: process.stdout.isTTY === true, sync: false, translateTime: 'SYS:standard', singleLine: true, ignore: 'pid,hostname' });
     return pino(base, stream);
   }
   const dest = pino.destination({ dest: 1, sync: false });
@@ -103,23 +105,36 @@ export interface StageDecision {
   error?: string;
 }
 
-/** Writes the single info line per stage decision (errors at error level, SPEC §5.7). */
+/**
+ * Writes the single info line per stage decision (errors at error level,
+ * SPEC §5.7) and counts it (mta_stage_decisions_total). Field names follow
+ * docs/logging.md; `client_ip` is left out when the logger already carries
+ * it (the connection logger does), so no line has a key twice.
+ */
 export function logStageDecision(log: Logger, d: StageDecision): void {
-  const fields = {
+  metrics.stageDecision(d.stage, d.status);
+  const fields: Record<string, unknown> = {
     stage: d.stage,
     rule: d.rule,
     at: d.at,
     status: d.status,
     reply: d.reply,
-    client_ip: d.clientIp,
     helo: d.helo,
     sender: d.sender,
     recipient: d.recipient,
-    message_id: d.messageId,
+    queue_id: d.messageId,
   };
+  if (log.bindings().client_ip === undefined) fields.client_ip = d.clientIp;
   if (d.error !== undefined) {
-    log.error({ ...fields, error: d.error }, `rule ${d.rule === null ? '' : `"${d.rule}" `}failed at ${d.stage}: ${d.error}`);
+    log.error({ ...fields, error: d.error }, failureMessage(d));
     return;
   }
   log.info(fields, `${d.stage}: ${d.status} ${d.reply}`);
+}
+
+/** `rule "x" failed at rcpt: <why>`, without repeating that prefix when the error already starts with it. */
+function failureMessage(d: StageDecision): string {
+  const prefix = `rule ${d.rule === null ? '' : `"${d.rule}" `}failed at ${d.stage}`;
+  const error = d.error ?? '';
+  return error.startsWith(prefix) ? error : `${prefix}: ${error}`;
 }

@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import { loadPolicy, type ConfigOverrides, type LoadOptions, type PolicyVersion } from '../policy/load.js';
 import { formatDiagnostic } from '../vsl/diagnostics.js';
 import { RESTART_KEYS, type Config } from '../config/schema.js';
+import { countReload } from '../metrics/metrics.js';
 
 export interface ReloadOutcome {
   ok: boolean;
@@ -163,7 +164,7 @@ export class PolicyManager {
       this.again = true;
       return this.reloading;
     }
-    this.reloading = this.doReload(reason).finally(() => {
+    this.reloading = this.doReload(reason).then(countReload).finally(() => {
       this.reloading = null;
       if (this.again && !this.closed) {
         this.again = false;

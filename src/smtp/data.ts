@@ -10,6 +10,8 @@ import type { SmtpProtocol } from './protocol.js';
 import { R } from './replies.js';
 import { decideStage } from '../policy/stage-machine.js';
 import type { DataEnd } from './wire.js';
+import { logAccepted } from '../log/summary.js';
+import { addressText } from '../policy/types.js';
 
 const PROBLEM_REPLY: Record<DataProblem, Reply> = {
   'bare-cr-lf': R.bareCrLf,
@@ -108,6 +110,6 @@ async function endOfData(p: SmtpProtocol, collector: DataCollector): Promise<voi
     await p.wire.reply(R.tempFail);
     return;
   }
-  p.log.info({ id: txn.id, size: data.length, rcpts: txn.rcpts.length, quarantine: applied.quarantine }, 'queued');
+  logAccepted(p.log, { queueId: txn.id, sender: addressText(txn.mailFrom), size: data.length, nrcpt: txn.rcpts.length, quarantine: applied.quarantine });
   await p.replyApplied(applied);
 }
