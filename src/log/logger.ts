@@ -1,9 +1,10 @@
 // The process logger (pino) and the per-connection child loggers.
 //
 // JSON lines by default, pino-pretty for a human at a terminal
-// (`logs.format = "pretty"`). Output goes through an asynchronous
-// destination so that logging never blocks the SMTP event loop; whatever is
-// still buffered is flushed when the process exits.
+// (`logs.format = "pretty"`, one line per event). Output goes through
+// src/log/sink.ts, asynchronous and dropping (and counting) lines it cannot
+// write, so that logging never blocks or stops the SMTP service, even on a
+// full disk; whatever is still buffered is flushed when the process exits.
 //
 // Secrets: the code never passes an AUTH password or payload to the logger,
 // and the redaction below is a second guard should one slip into a log
@@ -16,6 +17,7 @@ import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 import type { Session } from '../policy/types.js';
 import { metrics } from '../metrics/metrics.js';
+import { DroppingSink } from './sink.js';
 
 export type { Logger } from 'pino';
 
@@ -26,6 +28,8 @@ export interface LoggerOptions {
   format: string;
   /** Where to write; stdout (fd 1) by default. Tests pass a stream to read the lines back. */
   destination?: DestinationStream | NodeJS.WritableStream;
+  /** A file descriptor to write instead of stdout (through the dropping sink). */
+  fd?: number;
 }
 
 /** Keys whose values never reach a log line, wherever they sit in a log object. */
@@ -64,16 +68,22 @@ export function createLogger(opts: LoggerOptions): Logger {
     timestamp: pino.stdTimeFunctions.isoTime,
     redact: { paths: redactPaths(), censor: '[redacted]' },
   };
-  if (opts.destination) return pino(base, opts.destination as DestinationStream);
-  if (opts.format === 'pretty') {
+  const format = opts.format === 'pretty' ? 'pretty' : 'json';
+  let dest: DestinationStream | NodeJS.WritableStream;
+  if (opts.destination) {
+    dest = opts.destination;
+  } else {
+    const sink = new DroppingSink({ fd: opts.fd ?? 1, format });
+    flushOnExit(sink);
+    dest = sink;
+  }
+  if (format === 'pretty') {
     const pretty = require('pino-pretty') as typeof import('pino-pretty');
     // One line per event: the message, then the fields on the same line.
-    const stream = pretty({ colorize: process.stdout.isTTY === true, sync: false, translateTime: 'SYS:standard', singleLine: true, ignore: 'pid,hostname' });
-    return pino(base, stream);
+    const colorize = !opts.destination && opts.fd === undefined && process.stdout.isTTY === true;
+    return pino(base, pretty({ colorize, translateTime: 'SYS:standard', singleLine: true, ignore: 'pid,hostname', destination: dest as NodeJS.WritableStream }));
   }
-  const dest = pino.destination({ dest: 1, sync: false });
-  flushOnExit(dest);
-  return pino(base, dest);
+  return pino(base, dest as DestinationStream);
 }
 
 /** A logger that writes nothing (tests, dry runs). */
