@@ -18,7 +18,7 @@ import { createLogger } from '../log/logger.js';
 import { startDelivery, startServer, type ServerOptions } from '../server.js';
 import { PolicyLoadError } from '../reload/manager.js';
 import type { CliIo } from './io.js';
-import { MAIN_HELP } from './mta.js';
+import { RUN_HELP } from './mta.js';
 import { parseArgs, single, UsageError, type ParsedArgs } from './args.js';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -38,6 +38,7 @@ function writeStats(queueDir: string, snapshots: StatsSnapshot[]): void {
 }
 
 const GRACE_MS = 30_000;
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
 export async function runCommand(argv: string[], io: CliIo): Promise<number> {
   let args: ParsedArgs;
@@ -48,19 +49,21 @@ export async function runCommand(argv: string[], io: CliIo): Promise<number> {
       values: ['config', 'listen', 'queue-dir', 'set', 'log-level', 'log-format', 'workers'],
     });
     if (args.flags.has('help')) {
-      io.stdout.write(MAIN_HELP);
+      io.stdout.write(RUN_HELP);
       return 0;
     }
     if (!single(args, 'config')) throw new UsageError('--config is required');
     if (args.positional.length) throw new UsageError(`unexpected argument ${args.positional[0]}`);
     const fmt = single(args, 'log-format');
     if (fmt && fmt !== 'json' && fmt !== 'pretty') throw new UsageError('--log-format is json or pretty');
+    const level = single(args, 'log-level');
+    if (level !== undefined && !LOG_LEVELS.includes(level)) throw new UsageError(`--log-level is one of ${LOG_LEVELS.join(', ')}, not '${level}'`);
     const w = single(args, 'workers');
     workers = w === undefined ? Math.max(1, os.availableParallelism() - 1) : Number(w);
     if (!Number.isInteger(workers) || workers < 0 || workers > 64) throw new UsageError('--workers is a number from 0 to 64');
   } catch (e) {
     if (e instanceof UsageError) {
-      io.stderr.write(`mta: ${e.message}\n\n${MAIN_HELP}`);
+      io.stderr.write(`mta: ${e.message}\n\n${RUN_HELP}`);
       return 2;
     }
     throw e;

@@ -505,6 +505,14 @@ class Compiler {
     return null;
   }
 
+  /** Names a call may resolve to besides the guest table: host built-ins, stdlib and this file's functions (for "did you mean"). */
+  private callableNames(): string[] {
+    const names = [...this.input.host.keys(), ...this.unit.fns.keys()];
+    for (const su of this.globalStdlib) names.push(...[...su.fns.keys()].filter((n) => !su.fns.get(n)?.values().next().value?.isPrivate));
+    for (const [ns, su] of this.stdlibNs) names.push(...[...su.fns.keys()].map((n) => `${ns}::${n}`));
+    return names;
+  }
+
   /** Arity mismatch hint for a name that exists with other arities. */
   private arityHint(u: Unit, segments: string[], argc: number): string | null {
     const name = segments[segments.length - 1]!;
@@ -1367,7 +1375,7 @@ class Compiler {
       const hint = this.arityHint(this.unit, segs, e.args.length);
       if (hint) throw new CompileError(e.pos, hint);
       if (segs[0] === 'delegate') throw new CompileError(e.pos, 'delegate is not supported');
-      throw new CompileError(e.pos, `unknown function '${full}'`, suggestFunction(full));
+      throw new CompileError(e.pos, `unknown function '${full}'`, suggestFunction(full, this.callableNames()));
     }
     const a = this.args(e.args);
     const m = this.mark(e.pos);
@@ -1811,10 +1819,15 @@ function isStatusConstructor(e: A.Expr): boolean {
   return STATUS_NAMES.has(name) && (e.callee.length === 1 || e.callee[0] === 'state');
 }
 
-function suggestFunction(full: string): string | undefined {
-  const known = [...Object.keys(GUEST_BUILTINS), ...Object.keys(HOST_ALIASES)];
-  const close = known.find((k) => levenshtein(k, full) <= 2);
-  return close ? `did you mean ${close}?` : undefined;
+function suggestFunction(full: string, more: string[]): string | undefined {
+  const known = [...Object.keys(GUEST_BUILTINS), ...Object.keys(HOST_ALIASES), ...more].filter((k) => !k.startsWith('sys::'));
+  let best: string | undefined;
+  let bestD = 3;
+  for (const k of known) {
+    const d = levenshtein(k, full);
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  return best ? `did you mean ${best}?` : undefined;
 }
 
 /** The edit distance of two (short) names; exact, as callers compare it with their own thresholds. */

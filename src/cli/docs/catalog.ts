@@ -108,7 +108,22 @@ function isDuration(s: string): boolean {
   }
 }
 
-function vslLiteral(v: unknown): string {
+/** The configuration's keys and values in schema order (leaves; `dkim.keys` is one map-valued key). */
+export function flattenConfig(cfg: object): Array<[string, unknown]> {
+  const out: Array<[string, unknown]> = [];
+  const walk = (node: Record<string, unknown>, prefix: string): void => {
+    for (const [k, v] of Object.entries(node)) {
+      const key = prefix ? `${prefix}.${k}` : k;
+      if (v !== null && typeof v === 'object' && !Array.isArray(v) && key !== 'dkim.keys') walk(v as Record<string, unknown>, key);
+      else out.push([key, v]);
+    }
+  };
+  walk(cfg as Record<string, unknown>, '');
+  return out;
+}
+
+/** A value as vSL would write it (`"5m"`, `["a", "b"]`, `()`, `#{}`). */
+export function vslLiteral(v: unknown): string {
   if (v === null) return '()';
   if (Array.isArray(v)) return `[${v.map(vslLiteral).join(', ')}]`;
   if (typeof v === 'object') return Object.keys(v as object).length === 0 ? '#{}' : JSON.stringify(v);
@@ -120,18 +135,8 @@ export const DOC_HOSTNAME = 'the host name';
 
 /** Every configuration key (leaves of the defaults; `dkim.keys` is one map-valued key), in schema order. */
 export function configEntries(): ConfigEntry[] {
-  const out: ConfigEntry[] = [];
-  const walk = (node: Record<string, unknown>, prefix: string): void => {
-    for (const [k, v] of Object.entries(node)) {
-      const key = prefix ? `${prefix}.${k}` : k;
-      if (v !== null && typeof v === 'object' && !Array.isArray(v) && key !== 'dkim.keys') {
-        walk(v as Record<string, unknown>, key);
-        continue;
-      }
-      const shown = v === DOC_HOSTNAME ? `${DOC_HOSTNAME} (os.hostname())` : key === 'logs.format' ? '"pretty" on a terminal, else "json"' : vslLiteral(v);
-      out.push({ key, default: shown, unit: unitOf(key, v), restart: RESTART_KEYS.includes(key) });
-    }
-  };
-  walk(defaultConfig(DOC_HOSTNAME) as unknown as Record<string, unknown>, '');
-  return out;
+  return flattenConfig(defaultConfig(DOC_HOSTNAME)).map(([key, v]) => {
+    const shown = v === DOC_HOSTNAME ? `${DOC_HOSTNAME} (os.hostname())` : key === 'logs.format' ? '"pretty" on a terminal, else "json"' : vslLiteral(v);
+    return { key, default: shown, unit: unitOf(key, v), restart: RESTART_KEYS.includes(key) };
+  });
 }
