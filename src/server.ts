@@ -52,6 +52,7 @@ async function startPolicy(opts: ServerOptions): Promise<{ policy: PolicyManager
     overrides: opts.overrides,
     load: {
       builtins: allBuiltins(),
+      checkTlsFiles: true,
       env: (config) => {
         // The resolver and state store outlive policy versions.
         if (!env) env = serverEnv(config, opts.mainPath, opts.log);

@@ -36,7 +36,7 @@ export interface CheckResult {
 
 /** Checks one policy file; the version is disposed (nothing keeps running). */
 export async function checkFile(file: string, set: string[] = []): Promise<CheckResult> {
-  const r = await loadPolicy(file, { builtins: allBuiltins(), overrides: { set } });
+  const r = await loadPolicy(file, { builtins: allBuiltins(), overrides: { set }, checkTlsFiles: true });
   if (r.ok) r.version.dispose();
   return { file, ok: r.ok, diagnostics: sortDiagnostics(r.diagnostics), sources: r.sources };
 }

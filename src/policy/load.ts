@@ -47,6 +47,8 @@ export interface LoadOptions {
   /** Builds the long-lived host services once the configuration is known. */
   env?: (config: Config) => HostEnv;
   hostname?: string;
+  /** Refuse TLS certificate or key files that cannot be read (mta check, mta run); transcripts use a test certificate instead. */
+  checkTlsFiles?: boolean;
 }
 
 export interface RuleInfo {
@@ -201,7 +203,7 @@ export async function loadPolicy(mainPath: string, opts: LoadOptions): Promise<L
       }
     }
     diagnostics.push(...overrideDiagnostics(config, opts.overrides ?? {}));
-    if (!diagnostics.some((d) => d.severity === 'error')) diagnostics.push(...tlsFileDiagnostics(config, compiled.onConfig?.pos ?? rootPos, sources));
+    if (opts.checkTlsFiles && !diagnostics.some((d) => d.severity === 'error')) diagnostics.push(...tlsFileDiagnostics(config, compiled.onConfig?.pos ?? rootPos, sources));
     if (diagnostics.some((d) => d.severity === 'error')) {
       sandbox.dispose();
       return { ok: false, diagnostics, sources };
