@@ -31,6 +31,8 @@ export interface ServerOptions {
   watch?: boolean;
   /** Counters and stage timings of this process. */
   stats?: ServerStats;
+  /** Record deliveries instead of making them (the differential tests of explain against the server). */
+  capture?: import('./delivery/message-run.js').DeliveryCapture;
 }
 
 export interface RunningServer {
@@ -81,7 +83,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log, stats });
   let scheduler: Scheduler | null = null;
   if (opts.deliver !== false) {
-    scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log });
+    scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log, capture: opts.capture });
     await scheduler.start();
   }
   const front = createSmtpFront({

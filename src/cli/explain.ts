@@ -74,7 +74,8 @@ export async function explainCommand(argv: string[], io: CliIo): Promise<number>
       auth: single(args, 'auth'), tls: args.flags.has('tls'), message,
     }, log);
     if (args.flags.has('json')) {
-      io.stdout.write(`${JSON.stringify({ version: r.version.id, queued_for: result.queuedFor, closed: result.closed, stages: result.rows }, null, 2)}\n`);
+      const deliveries = result.deliveries.map((d) => ({ ...d, data: d.data.toString('base64') }));
+      io.stdout.write(`${JSON.stringify({ version: r.version.id, queued_for: result.queuedFor, closed: result.closed, disposition: result.disposition, deliveries, stages: result.rows }, null, 2)}\n`);
     } else {
       for (const row of result.rows) {
         const cols = [row.stage.padEnd(13), (row.recipient ?? '').padEnd(24), row.decider.padEnd(44), row.status.padEnd(10), row.reply];
@@ -83,10 +84,24 @@ export async function explainCommand(argv: string[], io: CliIo): Promise<number>
         for (const e of row.effects) io.stdout.write(`${''.padEnd(14)}would ${describeEffect(e)}\n`);
       }
       io.stdout.write(result.queuedFor.length ? `queued for: ${result.queuedFor.join(', ')}\n` : 'not queued\n');
+      io.stdout.write(`${describeDisposition(result)}\n`);
     }
     return result.queuedFor.length > 0 ? 0 : 3;
   } finally {
     r.version.dispose();
+  }
+}
+
+/** Where the message ends, and by which transport each recipient would be delivered. */
+function describeDisposition(r: import('../policy/explain.js').ExplainResult): string {
+  const d = r.disposition;
+  switch (d.kind) {
+    case 'refused': return 'final: refused';
+    case 'quarantine': return `final: held in quarantine ${d.name}`;
+    case 'dead': return `final: dead (${d.reason})`;
+    case 'deferred': return `final: deferred (${d.reason})`;
+    case 'delivered':
+      return ['final: delivered', ...r.deliveries.map((x) => `  ${x.rcpts.join(', ')} by ${x.transport}${x.destination ? ` (${x.destination})` : ''}, ${x.data.length} bytes`)].join('\n');
   }
 }
 

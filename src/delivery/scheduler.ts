@@ -50,6 +50,10 @@ export interface SchedulerOptions {
   maxInFlight?: number;
   /** Extra trust anchors for verified outgoing TLS. */
   tlsCa?: import('node:tls').SecureContextOptions['ca'];
+  /** Record deliveries instead of making them (mta explain, differential tests). */
+  capture?: import('./message-run.js').DeliveryCapture;
+  /** Sees every post-queue stage decision (mta explain). */
+  observe?: import('../policy/stage-machine.js').DecisionObserver;
 }
 
 /** Back-off for a message whose pass threw unexpectedly (I/O error): it is retried, not spun on. */
@@ -298,6 +302,8 @@ export class Scheduler {
         random: this.random,
         runStage: this.opts.runStage,
         pool: this.pool,
+        capture: this.opts.capture,
+        observe: this.opts.observe,
         resolver: this.opts.resolver,
         mxPort: this.opts.mxPort ?? cfg.delivery.mx_port,
       },

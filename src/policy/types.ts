@@ -156,7 +156,13 @@ export type StageEffect =
   | { kind: 'transport'; rcpt: MailAddress; transport: Transport }
   /** Rewrite the address in From: (keeping the display name) / in To:. */
   | { kind: 'msg_from'; address: MailAddress }
-  | { kind: 'msg_rcpt'; op: 'add' | 'rm' | 'rw'; address: MailAddress; to?: MailAddress };
+  | { kind: 'msg_rcpt'; op: 'add' | 'rm' | 'rw'; address: MailAddress; to?: MailAddress }
+  /**
+   * A relay control let the recipient under evaluation through (SPEC §5.6):
+   * the stage may end in `next` without the relay guard deciding. Read by the
+   * stage machine, never applied.
+   */
+  | { kind: 'relay_cleared' };
 
 export interface StageOutcome {
   verdict: Verdict;

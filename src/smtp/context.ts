@@ -26,6 +26,8 @@ export interface FrontContext {
   registry: ConnectionRegistry;
   /** Whether a certificate is loaded (STARTTLS offered, implicit TLS possible). */
   tlsAvailable(): boolean;
+  /** Sees every stage decision (mta explain); see src/policy/stage-machine.ts. */
+  observe?: import('../policy/stage-machine.js').DecisionObserver;
 }
 
 export interface ListenerContext {

@@ -30,6 +30,8 @@ export interface SmtpFrontOptions {
   clock?: Clock;
   /** Transaction id generator; the queue's newQueueId() by default. */
   newId?: () => string;
+  /** Sees every stage decision (mta explain). */
+  observe?: import('../policy/stage-machine.js').DecisionObserver;
 }
 
 export interface AcceptOptions {
@@ -118,6 +120,7 @@ export function createSmtpFront(opts: SmtpFrontOptions): SmtpFront {
     newId: opts.newId ?? (() => newQueueId()),
     registry,
     tlsAvailable: () => tls !== null,
+    observe: opts.observe,
   };
 
   function serverOptions(kind: ListenerKind): SMTPServerOptions {

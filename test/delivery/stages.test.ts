@@ -180,8 +180,8 @@ test('a rule error at postq defers the message, discards its changes, and the st
   });
 });
 
-test('a rule error in deny mode sends the message to dead/ without a bounce', async () => {
-  const q = await setup(() => undefined, () => outcome('deny', { source: 'error', error: 'boom' }));
+test('a rule error with vsl.error_status = deny sends the message to dead/ without a bounce', async () => {
+  const q = await setup((c) => { c.vsl.error_status = 'deny'; }, () => outcome('next', { source: 'error', error: 'boom' }));
   try {
     const id = await q.enqueue('alice@example.net', ['bob@remote.test']);
     await q.sched.runDue();
