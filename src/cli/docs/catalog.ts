@@ -45,7 +45,7 @@ function arityOfCounts(counts: number[]): string {
   return sorted.join(' or ');
 }
 
-/** Every callable name, sorted, internal `sys::` primitives left out. */
+/** Every callable name, sorted; `sys::` primitives are left out (the compiler refuses them outside stdlib/). */
 export function builtinEntries(stdlibDir: string): BuiltinEntry[] {
   const byName = new Map<string, BuiltinEntry>();
   const seenGuest = new Map<object, string>();
@@ -56,6 +56,7 @@ export function builtinEntries(stdlibDir: string): BuiltinEntry[] {
     byName.set(name, { name, arity: arityText(g.arity), from: null, io: false, kind: 'guest', aliasOf: first ?? null });
   }
   for (const b of allBuiltins()) {
+    if (b.name.startsWith('sys::')) continue; // reached through `service` declarations and stdlib only
     byName.set(b.name, { name: b.name, arity: arityText(b.arity as Arity), from: b.from, io: b.io, kind: 'host', aliasOf: null });
   }
   for (const [name, counts] of stdlibFunctions(stdlibDir)) {
