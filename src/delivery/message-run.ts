@@ -276,7 +276,7 @@ export class MessageRun {
       }
       switch (route.kind) {
         case 'none':
-          this.ctx.log.info({ queue_id: this.id, rcpt: addr }, `queue: ${this.id}: delivery disabled for ${addr}`);
+          this.ctx.log.info({ queue_id: this.id, recipient: addr }, `queue: ${this.id}: delivery disabled for ${addr}`);
           tasks.push(settle([r], [delivered(addr, 'delivery disabled by policy (no delivery made)')]));
           break;
         case 'error':

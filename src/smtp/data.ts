@@ -37,7 +37,7 @@ async function finishData(p: SmtpProtocol, ended: Promise<DataEnd>, collector: D
   const how = await ended;
   if (how === 'aborted') {
     // The client left or timed out mid-DATA: nothing reaches the spool.
-    p.log.info({ bytes: collector.bytes, id: p.state.txn?.id }, 'DATA aborted, message discarded');
+    p.log.info({ bytes: collector.bytes, queue_id: p.state.txn?.id }, 'DATA aborted, message discarded');
     p.state.endTransaction();
     p.inData = false;
     return;
@@ -69,7 +69,7 @@ async function endOfData(p: SmtpProtocol, collector: DataCollector): Promise<voi
   if (txn === null || txx === null) throw new Error('end of data without a transaction');
   const checked = collector.finish();
   if (!checked.ok) {
-    p.log.info({ id: txn.id, problem: checked.problem, bytes: collector.bytes }, 'message refused');
+    p.log.info({ queue_id: txn.id, problem: checked.problem, bytes: collector.bytes }, 'message refused');
     await p.wire.reply(PROBLEM_REPLY[checked.problem]);
     return;
   }
@@ -85,13 +85,13 @@ async function endOfData(p: SmtpProtocol, collector: DataCollector): Promise<voi
     return;
   }
   if (txn.rcpts.length === 0) {
-    p.log.info({ id: txn.id }, 'no recipient left after preq: message accepted and dropped');
+    p.log.info({ queue_id: txn.id }, 'no recipient left after preq: message accepted and dropped');
     await p.replyApplied(applied);
     return;
   }
   if (p.wire.gone) {
     // Nobody is left to receive the 250: the client will send it again.
-    p.log.info({ id: txn.id }, 'client left before the end-of-data reply, message not queued');
+    p.log.info({ queue_id: txn.id }, 'client left before the end-of-data reply, message not queued');
     return;
   }
   const data = draft.raw();
@@ -106,7 +106,7 @@ async function endOfData(p: SmtpProtocol, collector: DataCollector): Promise<voi
       ...(applied.quarantine !== null ? { quarantine: applied.quarantine } : {}),
     });
   } catch (err) {
-    p.log.error({ err, id: txn.id }, 'spool failed, message not accepted');
+    p.log.error({ err, queue_id: txn.id }, 'spool failed, message not accepted');
     await p.wire.reply(R.tempFail);
     return;
   }
