@@ -121,7 +121,14 @@ export interface StageDecision {
  * docs/logging.md; `client_ip` is left out when the logger already carries
  * it (the connection logger does), so no line has a key twice.
  */
-export function logStageDecision(log: Logger, d: StageDecision): void {
+/** What logStageDecision needs: pino's logger, or the queue's narrower one (no bindings). */
+export interface DecisionLogger {
+  info(fields: object, message: string): void;
+  error(fields: object, message: string): void;
+  bindings?: () => Record<string, unknown>;
+}
+
+export function logStageDecision(log: DecisionLogger, d: StageDecision): void {
   metrics.stageDecision(d.stage, d.status);
   const fields: Record<string, unknown> = {
     stage: d.stage,
@@ -134,7 +141,9 @@ export function logStageDecision(log: Logger, d: StageDecision): void {
     recipient: d.recipient,
     queue_id: d.messageId,
   };
-  if (log.bindings().client_ip === undefined) fields.client_ip = d.clientIp;
+  // Post-queue stages log through the queue's narrower logger, which has no bindings.
+  const bound = typeof log.bindings === 'function' ? log.bindings() : {};
+  if (bound.client_ip === undefined) fields.client_ip = d.clientIp;
   if (d.error !== undefined) {
     log.error({ ...fields, error: d.error }, failureMessage(d));
     return;
