@@ -12,11 +12,11 @@ import { PolicyRunner } from './policy/runner.js';
 import { serverEnv } from './policy/env.js';
 import { allBuiltins } from './builtins/registry.js';
 import type { ConfigOverrides } from './policy/load.js';
-import type { HostEnv } from './builtins/host.js';
+import type { HostEnv } from './host/ports.js';
 import { createSmtpFront, type ListenerAddress, type SmtpFront } from './smtp/front.js';
 import { Spool } from './queue/spool.js';
 import { Scheduler } from './delivery/scheduler.js';
-import { runStageWith } from './delivery/stage-adapter.js';
+import { afterQueueStages, runStageWith } from './policy/after-queue.js';
 import { createFailureTracker, failureTrackerOptions } from './builtins/auth/failures.js';
 import type { Config } from './config/schema.js';
 import type { ServerStats } from './stats.js';
@@ -83,7 +83,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log, stats });
   let scheduler: Scheduler | null = null;
   if (opts.deliver !== false) {
-    scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log, capture: opts.capture });
+    scheduler = new Scheduler({ spool, config, resolver: env().resolver, stages: afterQueueStages(runStageWith(runner)), log, capture: opts.capture });
     await scheduler.start();
   }
   const front = createSmtpFront({
@@ -144,7 +144,7 @@ export async function startDelivery(opts: ServerOptions): Promise<DeliveryProces
   const config = (): Config => policy.current().config;
   const spool = await Spool.open(config().queue.dir, { log });
   const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log, stats: opts.stats });
-  const scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log });
+  const scheduler = new Scheduler({ spool, config, resolver: env().resolver, stages: afterQueueStages(runStageWith(runner)), log });
   await scheduler.start();
   if (opts.watch !== false) policy.watch();
   let stopping: Promise<void> | null = null;

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import pino from 'pino';
 import { loadPolicy } from '../policy/load.js';
 import { allBuiltins } from '../builtins/registry.js';
-import { explain } from '../policy/explain.js';
+import { explain } from '../tools/explain.js';
 import { offlineEnv, serverEnv } from '../policy/env.js';
 import { formatDiagnostic } from '../vsl/diagnostics.js';
 import type { CliIo } from './io.js';
@@ -93,7 +93,7 @@ export async function explainCommand(argv: string[], io: CliIo): Promise<number>
 }
 
 /** Where the message ends, and by which transport each recipient would be delivered. */
-function describeDisposition(r: import('../policy/explain.js').ExplainResult): string {
+function describeDisposition(r: import('../tools/explain.js').ExplainResult): string {
   const d = r.disposition;
   switch (d.kind) {
     case 'refused': return 'final: refused';
@@ -105,7 +105,7 @@ function describeDisposition(r: import('../policy/explain.js').ExplainResult): s
   }
 }
 
-function describeEffect(e: import('../policy/types.js').StageEffect): string {
+function describeEffect(e: import('../mail/types.js').StageEffect): string {
   switch (e.kind) {
     case 'header': return e.op === 'remove' ? `remove header ${e.name}` : e.op === 'rename' ? `rename header ${e.name} to ${e.newName}` : `${e.op} header ${e.name}: ${e.value}`;
     case 'transport': return `deliver ${e.rcpt.local}@${e.rcpt.domain} by ${e.transport.kind}${e.transport.kind === 'forward' ? ` to ${e.transport.target}` : ''}`;

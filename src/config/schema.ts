@@ -38,6 +38,8 @@ export interface Config {
       line_length_max: number;
       /** Extension: largest header block accepted in DATA. */
       header_size_max: number;
+      /** Extension: "strict" refuses a HELO/EHLO name that is no RFC 5321 domain or address literal (vSMTP); "lenient" leaves it to the rules. */
+      helo_syntax: 'lenient' | 'strict';
     };
     auth: {
       mechanisms: string[];
@@ -133,6 +135,7 @@ export function defaultConfig(hostname: string, isTerminal = false): Config {
         session_timeout: '30m',
         line_length_max: 2048,
         header_size_max: 1048576,
+        helo_syntax: 'lenient',
       },
       auth: {
         mechanisms: ['PLAIN', 'LOGIN'],

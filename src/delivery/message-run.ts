@@ -21,13 +21,12 @@
 // derived from the original's), which fails only if the first copy was
 // already delivered and removed in the meantime.
 
-import type { Clock, Resolver } from '../builtins/host.js';
+import type { Clock, Resolver } from '../host/ports.js';
 import type { Config } from '../config/schema.js';
 import { parseDuration } from '../config/units.js';
-import type { MailAddress, StageEffect, StageOutcome } from '../policy/types.js';
-import { decideAfterQueue, rememberedAfterQueue, type DecisionObserver } from '../policy/stage-machine.js';
-import { addressText } from '../policy/types.js';
-import { type EnvelopeRecord, isOpen, type RecipientRecord, type SessionSnapshot, sessionFromRecord, transactionFromRecord } from '../queue/envelope.js';
+import type { AfterQueueDecision, MailAddress, RememberedAfterQueue, StageEffect } from '../mail/types.js';
+import { addressText } from '../mail/types.js';
+import { type EnvelopeRecord, isOpen, type RecipientRecord, type SessionSnapshot } from '../queue/envelope.js';
 import { applyMessageEffects, isMessageEffect } from '../queue/message.js';
 import { ACTIVE, DEAD, DEFERRED, quarantinePlace, sha256Hex, type Spool, type SpoolLogger } from '../queue/spool.js';
 import { buildDsn } from './dsn.js';
@@ -39,8 +38,17 @@ import { isExpired, retryDelay, retrySchedule } from './retry.js';
 import { defaultTransport, routeFor } from './routes.js';
 import { logDeliveryAttempt, type AttemptStatus } from '../log/summary.js';
 
-/** Runs the postq or delivery stage of the current policy for a queued message. */
-export type RunStage = (stage: 'postq' | 'delivery', record: EnvelopeRecord, message: Buffer) => Promise<StageOutcome>;
+/**
+ * The policy's post-queue half (SPEC §5.3, §5.4), injected by whoever wires
+ * the server (src/policy/after-queue.ts afterQueueStages): the queue runner
+ * performs what it decides and decides nothing itself.
+ */
+export interface AfterQueueStages {
+  /** What the statuses remembered before queueing do to the message. */
+  remembered(record: EnvelopeRecord): RememberedAfterQueue | null;
+  /** Runs and decides the postq or delivery stage on the queued message. */
+  decide(stage: 'postq' | 'delivery', record: EnvelopeRecord, message: Buffer, errorStatus: 'tempfail' | 'deny', log: SpoolLogger): Promise<AfterQueueDecision>;
+}
 
 /**
  * What would have been delivered, instead of delivering it: `mta explain`'s
@@ -52,13 +60,12 @@ export interface RunContext {
   spool: Spool;
   /** Set: record deliveries instead of making them (see DeliveryCapture). */
   capture?: DeliveryCapture;
-  /** Sees every post-queue stage decision (mta explain). */
-  observe?: DecisionObserver;
+
   cfg: Config;
   clock: Clock;
   log: SpoolLogger;
   random: () => number;
-  runStage: RunStage;
+  stages: AfterQueueStages;
   pool: DeliveryPool;
   resolver: Resolver;
   mxPort: number;
@@ -108,7 +115,7 @@ export class MessageRun {
     }
     if (!this.record.recipients.some(isOpen)) return this.finish();
 
-    const remembered = rememberedAfterQueue(this.record.session.remembered, this.record.txn_remembered);
+    const remembered = this.ctx.stages.remembered(this.record);
     if (remembered?.kind === 'deny') return this.toDead('denied by a remembered deny status');
     if (remembered?.kind === 'quarantine') return this.toQuarantine(remembered.name);
     if (remembered?.kind === 'faccept') {
@@ -143,9 +150,7 @@ export class MessageRun {
 
   /** Runs one post-queue stage; returns a result when the message leaves the active queue. */
   private async runStage(stage: 'postq' | 'delivery'): Promise<RunResult | null> {
-    const state = { session: sessionFromRecord(this.record), txn: transactionFromRecord(this.record) };
-    const run = () => this.ctx.runStage(stage, structuredClone(this.record), this.message);
-    const { verdict: v, effects, action } = await decideAfterQueue(run, stage, state, this.ctx.cfg.vsl.error_status, this.ctx.log, this.ctx.observe);
+    const { verdict: v, effects, action } = await this.ctx.stages.decide(stage, this.record, this.message, this.ctx.cfg.vsl.error_status, this.ctx.log);
     switch (action.kind) {
       case 'failed':
         return this.stageFailed(stage, action.why, action.toDead);

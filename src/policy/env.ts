@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { parseDuration } from '../config/units.js';
-import { DnsError, systemClock, type Clock, type HostEnv, type MxRecord, type Resolver } from '../builtins/host.js';
+import { DnsError, systemClock, type Clock, type HostEnv, type MxRecord, type Resolver } from '../host/ports.js';
 import { createResolver } from '../builtins/dns/resolver.js';
 import { createStateStore } from '../builtins/state/index.js';
 

@@ -18,11 +18,11 @@ import type { Logger } from 'pino';
 import { logStageDecision } from '../log/logger.js';
 import { applyVerdict, type Applied, type FrontStage } from './apply.js';
 import { relayGuardVerdict, type RelayGuardConfig } from './relay-guard.js';
-import { addressText, type Remembered, type Reply, type Session, type StageEffect, type StageOutcome, type StageRunner, type Transaction, type Verdict } from './types.js';
-import { runStage, type StageExtra } from '../smtp/credentials.js';
-import { applyEffects } from '../smtp/effects.js';
-import type { MessageDraft } from '../smtp/message.js';
-import { replyText } from '../smtp/replies.js';
+import { addressText, type AfterQueueAction, type AfterQueueDecision, type RememberedAfterQueue, type Remembered, type Reply, type Session, type StageEffect, type StageOutcome, type StageRunner, type Transaction, type Verdict } from '../mail/types.js';
+import { runStage, type StageExtra } from './credentials.js';
+import { applyEffects } from './front-effects.js';
+import type { EditableMessage } from '../mail/effects.js';
+import { replyText } from '../mail/reply.js';
 
 /** One decision as made, for `mta explain` (the same fields the log line has, plus the trace and effects). */
 export interface DecisionRecord {
@@ -100,7 +100,7 @@ function failedVerdict(err: unknown): Verdict {
   return { status: 'next', reply: null, rule: null, at: null, source: 'error', error: err instanceof Error ? err.message : String(err), trace: [] };
 }
 
-async function runRules(runner: StageRunner, stage: FrontStage, state: DecisionState, message: MessageDraft | null, extra: StageExtra | undefined): Promise<StageOutcome> {
+async function runRules(runner: StageRunner, stage: FrontStage, state: DecisionState, message: EditableMessage | null, extra: StageExtra | undefined): Promise<StageOutcome> {
   try {
     return await runStage(runner, stage, state.session, state.txn, message, extra);
   } catch (err) {
@@ -139,7 +139,7 @@ function guardRecipient(env: StageMachineEnv, state: DecisionState, outcome: Sta
  * is the stage's own success reply; `message` the message from preq on;
  * `extra` carries the AUTH credentials at authenticate.
  */
-export async function decideStage(env: StageMachineEnv, state: DecisionState, log: Logger, stage: FrontStage, normal: Reply, message: MessageDraft | null = null, extra?: StageExtra): Promise<StageResult> {
+export async function decideStage(env: StageMachineEnv, state: DecisionState, log: Logger, stage: FrontStage, normal: Reply, message: EditableMessage | null = null, extra?: StageExtra): Promise<StageResult> {
   const remembered = rememberedFor(stage, state);
   let outcome: StageOutcome = remembered !== null
     ? { verdict: rememberedVerdict(remembered), effects: [] }
@@ -162,21 +162,7 @@ export async function decideStage(env: StageMachineEnv, state: DecisionState, lo
 
 export type AfterQueueStage = 'postq' | 'delivery';
 
-/** What a post-queue stage does to the queued message (SPEC §5.3, §5.7). */
-export type AfterQueueAction =
-  /** next, accept, faccept: commit the effects and go on; faccept at postq skips the delivery stage. */
-  | { kind: 'continue'; skipDelivery: boolean }
-  /** deny, reject, info, or an accept carrying a 4xx/5xx reply: the message goes to dead/. */
-  | { kind: 'dead'; reason: string }
-  | { kind: 'quarantine'; name: string }
-  /** A rule error or time-out: deferred and run again later, or dead/ with `vsl.error_status = deny`. */
-  | { kind: 'failed'; why: string; toDead: boolean };
-
-export interface AfterQueueResult {
-  verdict: Verdict;
-  effects: StageEffect[];
-  action: AfterQueueAction;
-}
+export type AfterQueueResult = AfterQueueDecision;
 
 function byWhom(v: Verdict): string {
   return v.rule ? `rule "${v.rule}"${v.at ? ` (${v.at})` : ''}` : v.source;
@@ -202,7 +188,7 @@ export function afterQueueAction(stage: AfterQueueStage, v: Verdict, errorStatus
  * (SPEC §5.4): deny → dead/, quarantine → its quarantine, faccept → the
  * post-queue stages are skipped.
  */
-export function rememberedAfterQueue(session: Remembered | null | undefined, txn: Remembered | null | undefined): { kind: 'deny' } | { kind: 'quarantine'; name: string } | { kind: 'faccept' } | null {
+export function rememberedAfterQueue(session: Remembered | null | undefined, txn: Remembered | null | undefined): RememberedAfterQueue | null {
   const all = [txn, session];
   if (all.some((r) => r?.kind === 'deny')) return { kind: 'deny' };
   const q = all.find((r) => r?.kind === 'quarantine' && r.quarantine);

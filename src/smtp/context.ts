@@ -4,8 +4,8 @@
 
 import type { Logger } from 'pino';
 import type { FailureTracker } from '../builtins/auth/failures.js';
-import type { Clock } from '../builtins/host.js';
-import type { ListenerKind, StageRunner } from '../policy/types.js';
+import type { Clock } from '../host/ports.js';
+import type { ListenerKind, StageRunner } from '../mail/types.js';
 import type { Settings } from './settings.js';
 import type { MessageSink } from './sink.js';
 

@@ -1,7 +1,7 @@
 // The state of one SMTP session besides the socket: the policy Session and
-// Transaction (src/policy/types.ts) plus what the front keeps next to them.
+// Transaction (src/mail/types.ts) plus what the front keeps next to them.
 
-import type { Header, ListenerKind, Remembered, Session, StageEffect, TlsInfo, Transaction } from '../policy/types.js';
+import type { Header, ListenerKind, Remembered, Session, StageEffect, TlsInfo, Transaction } from '../mail/types.js';
 
 /** Per-transaction data the policy types do not carry. */
 export interface TxnExtra {

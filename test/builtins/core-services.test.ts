@@ -5,8 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { coreBuiltins, formatCsv, parseCsv, serviceRegistry } from '../../src/builtins/core/index.js';
 import type { HostCall } from '../../src/builtins/host.js';
-import { VslError, type Value } from '../../src/vsl/runtime/value.js';
-import { ServiceHandle } from '../../src/vsl/runtime/wire.js';
+import { VslError, type Value } from '../../src/vsl/values/value.js';
+import { ServiceHandle } from '../../src/vsl/values/wire.js';
 import { makeHostCall, type HostCallInit } from '../helpers/host-call.js';
 
 let dir: string;

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Config } from '../../src/config/schema.js';
-import type { Remembered, StageEffect, StageOutcome, StatusKind, Verdict } from '../../src/policy/types.js';
+import { afterQueueStages } from '../../src/policy/after-queue.js';
+import type { Remembered, StageEffect, StageOutcome, StatusKind, Verdict } from '../../src/mail/types.js';
 import type { EnvelopeRecord } from '../../src/queue/envelope.js';
 import { applyMessageEffects } from '../../src/queue/message.js';
 import { ACTIVE, DEAD, DEFERRED, quarantinePlace, sha256Hex } from '../../src/queue/spool.js';
@@ -19,7 +20,7 @@ function outcome(status: StatusKind, extra: Partial<Verdict> = {}, effects: Stag
 
 /** `stages` answers the postq and delivery stages in place of a policy. */
 async function setup(tune: (c: Config) => void, stages: StageFn = () => NEXT) {
-  const q = await openDeliveryFixture({ prefix: 'stages-test-', tune, scheduler: { runStage: async (s, r, m) => stages(s, r, m) } });
+  const q = await openDeliveryFixture({ prefix: 'stages-test-', tune, scheduler: { stages: afterQueueStages(async (s, r, m) => stages(s, r, m)) } });
   return {
     ...q,
     enqueue: (from: string, to: string[], txnRemembered: Remembered | null = null) => q.enqueue(from, to, { txnRemembered }),

@@ -19,22 +19,13 @@
 import assert from 'node:assert/strict';
 import pino from 'pino';
 import { defaultConfig, type Config } from '../../src/config/schema.js';
-import {
-  DnsError,
-  systemClock,
-  type Clock,
-  type HostBuiltin,
-  type HostCall,
-  type HostEnv,
-  type MessageView,
-  type Resolver,
-  type StateStore,
-} from '../../src/builtins/host.js';
+import { DnsError, systemClock, type Clock, type HostEnv, type Resolver, type StateStore } from '../../src/host/ports.js';
+import { type HostBuiltin, type HostCall } from '../../src/builtins/host.js';
+import type { MessageView, Header, MailAddress, Session, Stage, StageEffect, Transaction } from '../../src/mail/types.js';
 import { MemoryStateStore } from '../../src/builtins/state/memory.js';
-import type { Header, MailAddress, Session, Stage, StageEffect, Transaction } from '../../src/policy/types.js';
-import { replyLines } from '../../src/vsl/runtime/code.js';
-import { Status } from '../../src/vsl/runtime/status.js';
-import { VslError, type Value } from '../../src/vsl/runtime/value.js';
+import { replyLines } from '../../src/vsl/values/code.js';
+import { Status } from '../../src/vsl/values/status.js';
+import { VslError, type Value } from '../../src/vsl/values/value.js';
 
 export const TEST_HOSTNAME = 'mx.example.test';
 

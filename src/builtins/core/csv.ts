@@ -9,7 +9,7 @@
 // "always" it is re-read whenever the file's modification time changed.
 
 import { promises as fsp, readFileSync, statSync, type Stats } from 'node:fs';
-import { fnError, type Value } from '../../vsl/runtime/value.js';
+import { fnError, type Value } from '../../vsl/values/value.js';
 import type { HostCall } from '../host.js';
 import { writeFileAtomically } from './atomic.js';
 

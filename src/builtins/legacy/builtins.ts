@@ -6,25 +6,17 @@
 // named after the function, so the stage fails closed (SPEC §5.7).
 
 import { parseDuration } from '../../config/units.js';
-import { stageIndex, type Stage } from '../../policy/types.js';
-import type { Status } from '../../vsl/runtime/status.js';
-import { makeStatus } from '../../vsl/runtime/status.js';
-import { VObject, VslError, fnError, isArray, isMap, type Value } from '../../vsl/runtime/value.js';
+import { stageIndex, type Stage } from '../../mail/types.js';
+import { type Status, makeStatus } from '../../vsl/values/status.js';
+import { VObject, VslError, fnError, isArray, isMap, type Value } from '../../vsl/values/value.js';
 import { argText, checkArity, dnsFailure, dnsTimeoutMs, dnsblTimeoutMs, statusFor } from '../dns/call-args.js';
-import { DnsError, type HostBuiltin, type HostCall } from '../host.js';
+import { DnsError } from '../../host/ports.js';
+import { type HostBuiltin, type HostCall } from '../host.js';
 import { dataFileCacheFor, resolveDataPath, resolveMapSpec, type DataFileKind } from './data-files.js';
 import type { LegacyDecision } from './decision.js';
 import { resolverLookups, type LegacyLookups } from './lookups.js';
 import { ACCESS_TABLES, evaluateMapping, probeFor, type AccessTableName } from './mapping-table.js';
-import {
-  RESTRICTIONS,
-  RESTRICTION_NAMES,
-  RestrictionError,
-  runRestriction,
-  syncRestriction,
-  type PostfixContext,
-  type RestrictionName,
-} from './postfix.js';
+import { RESTRICTIONS, RESTRICTION_NAMES, RestrictionError, runRestriction, syncRestriction, type PostfixContext, type RestrictionName } from './postfix.js';
 import { probeFromCall } from './probe.js';
 import { DEFAULT_DELAY_MS, evaluateSmtpdCheckRules, smtpdInputFromProbe } from './smtpd-check-rules.js';
 
