@@ -18,7 +18,7 @@ import { createLogger } from '../log/logger.js';
 import { startDelivery, startServer, type ServerOptions } from '../server.js';
 import { PolicyLoadError } from '../reload/manager.js';
 import type { CliIo } from './io.js';
-import { RUN_HELP } from './mta.js';
+import { RUN_HELP } from './help.js';
 import { parseArgs, single, UsageError, type ParsedArgs } from './args.js';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -116,6 +116,7 @@ function onStopSignals(fn: (signal: string) => void): void {
 async function single_process(opts: ServerOptions, log: Logger): Promise<number> {
   const stats = new ServerStats();
   const server = await startServer({ ...opts, stats });
+  server.policy.onReload((o) => metrics.reload(o.ok));
   await startMetrics(server.config(), server.spool, async () => [await metricsJson()], log);
   process.on('SIGUSR2', () => writeStats(server.config().queue.dir, [stats.snapshot()]));
   process.on('SIGHUP', () => {
@@ -146,6 +147,7 @@ async function worker(opts: ServerOptions, log: Logger): Promise<number> {
     process.send?.({ type: 'failed', error: (e as Error).message });
     throw e;
   }
+  server.policy.onReload((o) => metrics.reload(o.ok));
   if (server.config().server.metrics.listen !== null) enableProcessMetrics();
   process.send?.({ type: 'listening', listeners: server.listeners });
   return new Promise<number>((resolve) => {
@@ -172,6 +174,7 @@ async function worker(opts: ServerOptions, log: Logger): Promise<number> {
 async function primary(opts: ServerOptions, log: Logger, count: number): Promise<number> {
   const delivery = await startDelivery({ ...opts, stats: new ServerStats() });
   const config = delivery.policy.current().config;
+  delivery.policy.onReload((o) => metrics.reload(o.ok));
   // Let the kernel hand each new connection to a worker blocked in accept():
   // the primary then never touches client sockets (round-robin through the
   // primary costs it a hand-off per connection).

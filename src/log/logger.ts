@@ -16,7 +16,7 @@ import { createRequire } from 'node:module';
 // pino-pretty is loaded only for `logs.format = "pretty"`.
 const require = createRequire(import.meta.url);
 import type { Session } from '../mail/types.js';
-import { metrics } from '../metrics/metrics.js';
+import { notify } from './observers.js';
 import { DroppingSink } from './sink.js';
 
 export type { Logger } from 'pino';
@@ -129,7 +129,7 @@ export interface DecisionLogger {
 }
 
 export function logStageDecision(log: DecisionLogger, d: StageDecision): void {
-  metrics.stageDecision(d.stage, d.status);
+  notify('stageDecision', d.stage, d.status);
   const fields: Record<string, unknown> = {
     stage: d.stage,
     rule: d.rule,

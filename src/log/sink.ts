@@ -8,7 +8,7 @@
 
 import fs from 'node:fs';
 import { Writable } from 'node:stream';
-import { metrics } from '../metrics/metrics.js';
+import { notify } from './observers.js';
 
 const MAX_BUFFERED = 8 * 1024 * 1024;
 const RETRY_MS = 20;
@@ -87,7 +87,7 @@ export class DroppingSink extends Writable {
   private lose(text: string, why: string): void {
     const n = lineCount(text);
     this.dropped += n;
-    metrics.logLinesDropped(n);
+    notify('logLinesDropped', n);
     if (this.lostInOutage === null) {
       this.lostInOutage = 0;
       (this.opts.warn ?? ((t) => process.stderr.write(t)))(`mta: cannot write the log (${why}); dropping log lines until it can be written again\n`);

@@ -5,9 +5,9 @@
 //   <queue_id>: to=<b@example.net>, relay=mx.example.net[192.0.2.1]:25, delay=1.2, dsn=2.0.0, status=sent (250 2.0.0 Ok)
 //
 // The same facts are fields of the JSON line (docs/logging.md), and each call
-// moves its Prometheus counter.
+// moves its Prometheus counter (through src/log/observers.ts).
 
-import { metrics } from '../metrics/metrics.js';
+import { notify } from './observers.js';
 
 /** What the summary lines need of a logger (pino's, or the queue's narrower one). */
 export interface InfoLogger {
@@ -26,7 +26,7 @@ export interface AcceptedMessage {
 
 /** One line per message accepted with the end-of-data 250 (src/smtp/data.ts). */
 export function logAccepted(log: InfoLogger, m: AcceptedMessage): void {
-  metrics.messageAccepted();
+  notify('messageAccepted');
   const q = m.quarantine ? ` quarantine=${m.quarantine}` : '';
   log.info(
     { event: 'queued', queue_id: m.queueId, sender: m.sender, size: m.size, nrcpt: m.nrcpt, ...(m.quarantine ? { quarantine: m.quarantine } : {}) },
@@ -58,7 +58,7 @@ export interface DeliveryAttempt {
 
 /** One line per recipient per delivery attempt (src/delivery/message-run.ts). */
 export function logDeliveryAttempt(log: InfoLogger, a: DeliveryAttempt): void {
-  metrics.deliveryAttempt(a.transport, a.status);
+  notify('deliveryAttempt', a.transport, a.status);
   const relay = a.relay ?? (a.transport === 'mx' || a.transport === 'forward' ? 'none' : a.transport);
   const delay = Math.round(a.delaySeconds * 10) / 10;
   log.info(

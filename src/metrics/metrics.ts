@@ -16,6 +16,7 @@
 //   process_* and nodejs_*                      prom-client's process metrics
 
 import client from 'prom-client';
+import { observeLog } from '../log/observers.js';
 
 export const registry = new client.Registry();
 
@@ -74,17 +75,18 @@ export const metrics = {
   logLinesDropped(n: number): void {
     logDropped.inc(n);
   },
+  reload(ok: boolean): void {
+    reloads.inc({ result: ok ? 'ok' : 'failed' });
+  },
   /** The spool counts the queue gauge reports (the delivering process calls this once). */
   watchQueue(counts: () => Promise<Record<string, number>>): void {
     queueCounts = counts;
   },
 };
 
-/** Counts one reload by its outcome and passes the outcome on (src/reload/manager.ts). */
-export function countReload<T extends { ok: boolean }>(outcome: T): T {
-  reloads.inc({ result: outcome.ok ? 'ok' : 'failed' });
-  return outcome;
-}
+
+// The events src/log/ records are counted as they are logged.
+observeLog(metrics);
 
 /** This process's values, in the form the primary sums across workers. */
 export function metricsJson(): Promise<client.MetricObjectWithValues<client.MetricValue<string>>[]> {

@@ -11,7 +11,7 @@ import { R } from './replies.js';
 import { decideStage } from '../policy/stage-machine.js';
 import type { DataEnd } from './wire.js';
 import { logAccepted } from '../log/summary.js';
-import { addressText } from '../policy/types.js';
+import { addressText } from '../mail/types.js';
 
 const PROBLEM_REPLY: Record<DataProblem, Reply> = {
   'bare-cr-lf': R.bareCrLf,

@@ -10,7 +10,7 @@ import { allBuiltins } from '../../builtins/registry.js';
 import { GUEST_BUILTINS, HOST_ALIASES, STDLIB_NAMESPACES, arityText, type Arity } from '../../vsl/catalog.js';
 import { defaultConfig, RESTART_KEYS } from '../../config/schema.js';
 import { parseDuration } from '../../config/units.js';
-import { STAGES, type Stage } from '../../policy/types.js';
+import { STAGES, type Stage } from '../../mail/types.js';
 
 export interface BuiltinEntry {
   name: string;
@@ -48,11 +48,12 @@ function arityOfCounts(counts: number[]): string {
 /** Every callable name, sorted; `sys::` primitives are left out (the compiler refuses them outside stdlib/). */
 export function builtinEntries(stdlibDir: string): BuiltinEntry[] {
   const byName = new Map<string, BuiltinEntry>();
-  const seenGuest = new Map<object, string>();
+  // Names sharing one guest implementation are aliases of the first (`new_address` of `address`).
+  const seenGuest = new Map<string, string>();
   for (const [name, g] of Object.entries(GUEST_BUILTINS)) {
     if (name.startsWith('sys::')) continue; // stdlib-only primitives
-    const first = seenGuest.get(g);
-    if (first === undefined) seenGuest.set(g, name);
+    const first = seenGuest.get(g.js);
+    if (first === undefined) seenGuest.set(g.js, name);
     byName.set(name, { name, arity: arityText(g.arity), from: null, io: false, kind: 'guest', aliasOf: first ?? null });
   }
   for (const b of allBuiltins()) {
