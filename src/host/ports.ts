@@ -67,6 +67,27 @@ export const systemClock: Clock = {
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
 };
 
+/**
+ * State the built-ins keep for the life of a server process, by key: the
+ * services policies declare, the turns writers of one file take. It lives on
+ * the HostEnv, not in module variables, so two servers in one process (tests,
+ * mta test) share nothing.
+ */
+export interface HostLocals {
+  /** The value kept under `key`, made by `make` the first time. */
+  get<T>(key: string, make: () => T): T;
+}
+
+export function newHostLocals(): HostLocals {
+  const values = new Map<string, unknown>();
+  return {
+    get<T>(key: string, make: () => T): T {
+      if (!values.has(key)) values.set(key, make());
+      return values.get(key) as T;
+    },
+  };
+}
+
 /** Long-lived services, one set per server process (not per evaluation). */
 export interface HostEnv {
   config: Config;
@@ -76,5 +97,7 @@ export interface HostEnv {
   log: Logger;
   /** Directory of main.vsl; data files resolve relative to the calling file instead. */
   policyDir: string;
+  /** Per-process state of the built-ins. */
+  locals: HostLocals;
 }
 

@@ -52,14 +52,15 @@ export interface Remembered {
   at: string;
 }
 
-/** Transport chosen for one recipient (SPEC §7.6); the delivery side acts on it. */
-export type Transport =
-  | { kind: 'default' }
-  | { kind: 'mx' }
-  | { kind: 'forward'; target: string }
-  | { kind: 'maildir' }
-  | { kind: 'mbox' }
-  | { kind: 'none' };
+/**
+ * Transport chosen for one recipient (SPEC §7.6): `default` (delivery.default)
+ * or a kind of the transport table (src/delivery/transports/), with its
+ * target when it takes one. The table checks it; the delivery side acts on it.
+ */
+export interface Transport {
+  kind: string;
+  target?: string;
+}
 
 export interface Recipient {
   address: MailAddress;
@@ -91,6 +92,22 @@ export interface Session {
   remembered: Remembered | null;
   /** Headers written at connect/helo/authenticate: added to every message of the session. */
   pendingHeaders: Header[];
+}
+
+/** What a front knows of a session when it starts: the connection's addresses and names. */
+export type NewSession = Pick<Session, 'id' | 'listener' | 'clientIp' | 'clientPort' | 'serverIp' | 'serverPort' | 'serverName' | 'connectedAt' | 'tls'>;
+
+/** A session right after accept (or a milter's connect), before the connect stage. */
+export function newSession(n: NewSession): Session {
+  return {
+    ...n,
+    helo: null,
+    esmtp: false,
+    auth: null,
+    pipeliningViolation: false,
+    remembered: null,
+    pendingHeaders: [],
+  };
 }
 
 export interface Transaction {

@@ -31,6 +31,7 @@ import { STAGES, type Stage } from '../mail/types.js';
 import { formatCidr, parseCidr } from '../vsl/values/net.js';
 import { stageWarnings } from '../vsl/check.js';
 import { installNodePlatform } from '../vsl/host-platform.js';
+import { newHostLocals } from '../host/ports.js';
 
 installNodePlatform();
 
@@ -145,6 +146,7 @@ export function defaultEnvFor(config: Config, log: Logger): HostEnv {
     clock: systemClock,
     log,
     policyDir: process.cwd(),
+    locals: newHostLocals(),
   };
 }
 
@@ -185,7 +187,9 @@ export async function loadPolicy(mainPath: string, opts: LoadOptions): Promise<L
   try {
     if (compiled.onConfig) {
       const defaults = decodeValue(encodeValue(configToValue(config)));
+      loadState.inOnConfig = true;
       const r = sandbox.runOnConfig(compiled.onConfig.module, 'on_config/1', defaults);
+      loadState.inOnConfig = false;
       if (!r.ok) {
         diagnostics.push(guestDiag(r.error, compiled.onConfig.pos, 'on_config failed: '));
       } else {

@@ -53,28 +53,3 @@ export class SessionState {
     this.authFailures = 0;
   }
 }
-
-export interface NewSession {
-  id: string;
-  listener: ListenerKind;
-  clientIp: string;
-  clientPort: number;
-  serverIp: string;
-  serverPort: number;
-  serverName: string;
-  connectedAt: Date;
-  tls: TlsInfo | null;
-}
-
-/** A session right after accept, before the connect stage. */
-export function newSession(n: NewSession): Session {
-  return {
-    ...n,
-    helo: null,
-    esmtp: false,
-    auth: null,
-    pipeliningViolation: false,
-    remembered: null,
-    pendingHeaders: [],
-  };
-}

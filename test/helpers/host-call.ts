@@ -26,6 +26,7 @@ import { MemoryStateStore } from '../../src/builtins/state/memory.js';
 import { replyLines } from '../../src/vsl/values/code.js';
 import { Status } from '../../src/vsl/values/status.js';
 import { VslError, type Value } from '../../src/vsl/values/value.js';
+import { newHostLocals, type HostLocals } from '../../src/host/ports.js';
 
 export const TEST_HOSTNAME = 'mx.example.test';
 
@@ -82,6 +83,8 @@ export interface TestHostCall extends HostCall {
 }
 
 export interface HostCallInit {
+  /** The built-ins' process state (default: shared by every call of this test file). */
+  locals?: HostLocals;
   stage?: Stage;
   rule?: string;
   at?: string;
@@ -160,6 +163,9 @@ export function recordingLogger(logs: LogRecord[]): pino.Logger {
   return pino({ level: 'trace', base: null, timestamp: false }, sink);
 }
 
+/** Calls made by one test file share their built-ins' process state, as the calls of one server do. */
+const PROCESS_LOCALS = newHostLocals();
+
 export function makeHostCall(init: HostCallInit = {}): TestHostCall {
   const config = init.config ?? defaultConfig(TEST_HOSTNAME);
   init.configure?.(config);
@@ -175,6 +181,7 @@ export function makeHostCall(init: HostCallInit = {}): TestHostCall {
     clock,
     log,
     policyDir: init.policyDir ?? process.cwd(),
+    locals: init.locals ?? PROCESS_LOCALS,
   };
   const session: Session = {
     id: 'test-session',

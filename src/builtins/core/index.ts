@@ -25,6 +25,6 @@ export const coreBuiltins: HostBuiltin[] = [
 
 export { applyHeaderEffects, currentHeaders, foldHeader } from './message.js';
 export { parseForwardTarget, type RelayTarget } from './transport.js';
-export { serviceRegistry, ServiceRegistry, type Service } from './services.js';
+export { servicesOf, ServiceRegistry, type Service } from './services.js';
 export { contextRecord, dataSubdir } from './fs.js';
 export { parseCsv, formatCsv } from './csv.js';
