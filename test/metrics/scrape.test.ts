@@ -81,11 +81,13 @@ describe('Prometheus metrics with two workers', () => {
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
     await until('the metrics endpoint answering', async () => (await get(metricsPort, '/metrics')).status === 200, () => out);
-    await until('both workers listening', async () => {
+    await until('the SMTP listener accepting', async () => {
       const c = await SmtpClient.connect(smtpPort);
       c.destroy();
       return true;
     }, () => out);
+    // That probe is counted too: wait for it, so the test's own sessions are counted from a settled value.
+    await until('the probe connection counted', async () => sample((await get(metricsPort, '/metrics')).body, 'mta_connections_total') >= 1, () => out);
   });
 
   after(async () => {
