@@ -85,6 +85,8 @@ describe('server.user', { skip: process.getuid?.() !== 0 && 'needs root (to crea
         await waitFor(`the listener (${output})`, () => canConnect(port));
         // Delivery starts once root is given up; the log line says so.
         await waitFor('the privilege drop', () => (output.includes(`running as ${user.name}`) ? true : null));
+        // With workers, the primary gives up root once a worker reports listening, a moment after the worker's own line.
+        await waitFor('every process running as the user', () => (family(child.pid!).every((pid) => uidOf(pid) === user.uid) ? true : null));
         for (const pid of family(child.pid!)) assert.equal(uidOf(pid), user.uid, `process ${pid} runs as ${user.name}`);
         assert.equal(fs.statSync(path.join(dir, 'queue')).uid, user.uid, 'the spool belongs to the user');
 
