@@ -60,6 +60,8 @@ export interface Config {
       timeout: string;
       dnsbl_timeout: string;
     };
+    /** Extension: the Prometheus endpoint, `host:port`; unset (null) serves none. */
+    metrics: { listen: string | null };
   };
   queue: {
     dir: string;
@@ -114,6 +116,7 @@ export const RESTART_KEYS = [
   'state.prefix',
   'logs.format',
   'vsl.data_dir',
+  'server.metrics.listen',
   'server.user',
   'server.group',
 ];
@@ -166,6 +169,7 @@ export function defaultConfig(hostname: string, isTerminal = false): Config {
         allow_plaintext: false,
       },
       dns: { servers: [], timeout: '5s', dnsbl_timeout: '2s' },
+      metrics: { listen: null },
     },
     queue: { dir: '/var/spool/mta', dead_max_age: '0s' },
     delivery: {
