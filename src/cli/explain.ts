@@ -1,13 +1,9 @@
 // `mta explain` (SPEC §11.4): what the policy decides for one transaction.
 
 import fs from 'node:fs';
-import pino from 'pino';
-import { loadPolicy } from '../policy/load.js';
-import { allBuiltins } from '../builtins/registry.js';
 import { explain } from '../tools/explain.js';
-import { offlineEnv, serverEnv } from '../policy/env.js';
-import { formatDiagnostic } from '../vsl/diagnostics.js';
 import type { CliIo } from './io.js';
+import { loadToolPolicy } from './tool-policy.js';
 import { parseArgs, single, UsageError } from './args.js';
 import net from 'node:net';
 
@@ -53,29 +49,20 @@ export async function explainCommand(argv: string[], io: CliIo): Promise<number>
     }
     throw e;
   }
-  const mainPath = single(args, 'config')!;
-  const log = pino({ level: 'silent' });
-  const offline = args.flags.has('offline');
-  const r = await loadPolicy(mainPath, {
-    builtins: allBuiltins(),
-    overrides: { set: args.values.get('set') ?? [] },
-    env: (config) => (offline ? offlineEnv(config, mainPath, log) : { ...serverEnv(config, mainPath, log), state: offlineEnv(config, mainPath, log).state }),
-  });
-  if (!r.ok) {
-    for (const d of r.diagnostics) io.stderr.write(`${formatDiagnostic(d, r.sources.get(d.pos.file))}\n`);
-    return 1;
-  }
+  const loaded = await loadToolPolicy(args, io);
+  if (loaded === null) return 1;
+  const { version, log } = loaded;
   let message: Buffer | undefined;
   const msgFile = single(args, 'message');
   if (msgFile) message = Buffer.from(fs.readFileSync(msgFile, 'utf8').replace(/\r?\n/g, '\r\n'));
   try {
-    const result = await explain(r.version, {
+    const result = await explain(version, {
       client: single(args, 'client')!, helo: single(args, 'helo'), from: single(args, 'from'), to: args.values.get('to') ?? [],
       auth: single(args, 'auth'), tls: args.flags.has('tls'), message,
     }, log);
     if (args.flags.has('json')) {
       const deliveries = result.deliveries.map((d) => ({ ...d, data: d.data.toString('base64') }));
-      io.stdout.write(`${JSON.stringify({ version: r.version.id, queued_for: result.queuedFor, closed: result.closed, disposition: result.disposition, deliveries, stages: result.rows }, null, 2)}\n`);
+      io.stdout.write(`${JSON.stringify({ version: version.id, queued_for: result.queuedFor, closed: result.closed, disposition: result.disposition, deliveries, stages: result.rows }, null, 2)}\n`);
     } else {
       for (const row of result.rows) {
         const cols = [row.stage.padEnd(13), (row.recipient ?? '').padEnd(24), row.decider.padEnd(44), row.status.padEnd(10), row.reply];
@@ -88,7 +75,7 @@ export async function explainCommand(argv: string[], io: CliIo): Promise<number>
     }
     return result.queuedFor.length > 0 ? 0 : 3;
   } finally {
-    r.version.dispose();
+    version.dispose();
   }
 }
 

@@ -3,18 +3,13 @@
 
 import os from 'node:os';
 import { isIP } from 'node:net';
-import pino from 'pino';
-import { allBuiltins } from '../builtins/registry.js';
-import { resolverFromConfig } from '../builtins/dns/resolver.js';
-import { offlineEnv } from '../policy/env.js';
-import { loadPolicy } from '../policy/load.js';
 import { formatJson, formatText, type RelayTestReport } from '../tools/relaytest/report.js';
 import { relayTestInProcess, relayTestOverSmtp, RelayTestError } from '../tools/relaytest/run.js';
 import type { SmtpTarget } from '../tools/relaytest/smtp-runner.js';
 import { canonicalDomain } from '../vsl/values/address.js';
-import { formatDiagnostic } from '../vsl/diagnostics.js';
 import { parseArgs, single, UsageError, type ParsedArgs } from './args.js';
 import type { CliIo } from './io.js';
+import { loadToolPolicy } from './tool-policy.js';
 
 export const RELAY_TEST_HELP = `usage: mta relay-test HOST[:PORT] [--local-domain D] [--from-domain D] [--to-domain D]
                       [--helo NAME] [--starttls] [--timeout SECONDS] [--json]
@@ -150,29 +145,18 @@ export async function relayTestCommand(argv: string[], io: CliIo): Promise<numbe
 }
 
 async function inProcess(args: ParsedArgs, d: { local: string | undefined; sender: string; outside: string; helo: string }, io: CliIo): Promise<RelayTestReport | null> {
-  const mainPath = single(args, 'config')!;
-  const log = pino({ level: 'silent' });
-  const offline = args.flags.has('offline');
-  const r = await loadPolicy(mainPath, {
-    builtins: allBuiltins(),
-    overrides: { set: args.values.get('set') ?? [] },
-    // Real DNS unless --offline, but never the configured state store: a test writes nothing.
-    env: (config) => {
-      const env = offlineEnv(config, mainPath, log);
-      return offline ? env : { ...env, resolver: resolverFromConfig(config) };
-    },
-  });
-  if (!r.ok) {
-    for (const diag of r.diagnostics) io.stderr.write(`${formatDiagnostic(diag, r.sources.get(diag.pos.file))}\n`);
+  const loaded = await loadToolPolicy(args, io);
+  if (loaded === null) {
     io.stderr.write('mta relay-test: the policy did not load\n');
     return null;
   }
+  const { version, mainPath, log } = loaded;
   try {
-    return await relayTestInProcess(r.version, {
+    return await relayTestInProcess(version, {
       local: d.local, sender: d.sender, outside: d.outside, helo: d.helo, log,
       client: single(args, 'client') ?? DEFAULT_CLIENT, policyName: mainPath,
     });
   } finally {
-    r.version.dispose();
+    version.dispose();
   }
 }

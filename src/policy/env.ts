@@ -84,3 +84,13 @@ export function offlineEnv(config: Config, mainPath: string, log: Logger, record
     locals: newHostLocals(),
   };
 }
+
+/**
+ * The environment of the dry-run tools (`mta explain`, `mta relay-test
+ * --config`): a fresh memory state store, so a run writes nothing, and the
+ * configured DNS unless `offline` answers everything with NXDOMAIN.
+ */
+export function toolEnv(config: Config, mainPath: string, log: Logger, offline: boolean): HostEnv {
+  const env = offlineEnv(config, mainPath, log);
+  return offline ? env : { ...env, resolver: serverEnv(config, mainPath, log).resolver };
+}
