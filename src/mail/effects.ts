@@ -108,23 +108,9 @@ export interface HeaderBlock {
 export type EditableMessage = MessageView & HeaderBlock;
 
 export function applyHeaderEffect(block: HeaderBlock, e: HeaderEffect): void {
-  switch (e.op) {
-    case 'append':
-      block.append(e.name, e.value);
-      return;
-    case 'prepend':
-      block.prepend(e.name, e.value);
-      return;
-    case 'set':
-      block.set(e.name, e.value);
-      return;
-    case 'rename':
-      block.rename(e.name, e.newName);
-      return;
-    case 'remove':
-      block.remove(e.name);
-      return;
-  }
+  if (e.op === 'rename') block.rename(e.name, e.newName);
+  else if (e.op === 'remove') block.remove(e.name);
+  else block[e.op](e.name, e.value); // append, prepend, set: the block's methods of those names
 }
 
 /** From:/To: edits (SPEC §7.5 msg::rw_mail_from, rw_rcpt, add_rcpt, rm_rcpt). */
