@@ -26,6 +26,7 @@ import type { HostBuiltin, HostEnv } from '../builtins/host.js';
 import { systemClock } from '../builtins/host.js';
 import { HostBridge, type LoadState } from './host-bridge.js';
 import { STAGES, type Stage } from './types.js';
+import { outsideReadableRoots, readableRoots } from '../builtins/core/fs.js';
 import { formatCidr, parseCidr } from '../vsl/runtime/net.js';
 import { installNodePlatform } from '../vsl/host-platform.js';
 
@@ -125,7 +126,7 @@ export function defaultLogger(): Logger {
   return pino({ level: 'silent' });
 }
 
-export function defaultEnvFor(config: Config, log: Logger): HostEnv {
+export function defaultEnvFor(config: Config, log: Logger, policyDir = process.cwd()): HostEnv {
   // A resolver that fails every lookup: loading never needs DNS.
   const fail = async (): Promise<never> => {
     const { DnsError } = await import('../builtins/host.js');
@@ -139,7 +140,7 @@ export function defaultEnvFor(config: Config, log: Logger): HostEnv {
     },
     clock: systemClock,
     log,
-    policyDir: process.cwd(),
+    policyDir,
   };
 }
 
@@ -167,7 +168,7 @@ export async function loadPolicy(mainPath: string, opts: LoadOptions): Promise<L
   let config = finishConfig(defaultConfig(hostname, false));
   const bootLimits = { memoryBytes: parseSize(config.vsl.memory_limit), ruleTimeoutMs: parseDuration(config.vsl.rule_timeout) };
   const bootLog = defaultLogger();
-  const bridge = new HostBridge(opts.builtins, compiled, defaultEnvFor(config, bootLog));
+  const bridge = new HostBridge(opts.builtins, compiled, defaultEnvFor(config, bootLog, path.dirname(abs)));
   let sandbox: PolicySandbox;
   try {
     sandbox = await PolicySandbox.create(compiled, bootLimits, bridge);
@@ -202,7 +203,7 @@ export async function loadPolicy(mainPath: string, opts: LoadOptions): Promise<L
       return { ok: false, diagnostics, sources };
     }
     // Top-level code runs with the final configuration (e.g. vsl.allow_cmd for a `const x = cmd::build(…)`).
-    const env = opts.env ? opts.env(config) : defaultEnvFor(config, bootLog);
+    const env = opts.env ? opts.env(config) : defaultEnvFor(config, bootLog, path.dirname(abs));
     bridge.setEnv(env);
     sandbox.setServer(serverInfo(config, hostname));
     const init = sandbox.init(order, compiled.mainIndex);
@@ -230,7 +231,7 @@ export async function loadPolicy(mainPath: string, opts: LoadOptions): Promise<L
     })])) as Record<Stage, RuleInfo[]>;
 
     diagnostics.push(...policyWarnings(stages, compiled, config, loaded.files, rootPos));
-    const dataDiags = validateDataFiles(compiled, opts.builtins);
+    const dataDiags = validateDataFiles(compiled, opts.builtins, readableRoots(path.dirname(abs), config.vsl.data_dir));
     diagnostics.push(...dataDiags);
     if (diagnostics.some((d) => d.severity === 'error')) {
       sandbox.dispose();
@@ -406,9 +407,14 @@ function formatNet(text: string, c: ReturnType<typeof parseCidr>): string {
 }
 
 /** Data files named by literals are validated at load (SPEC §7.1). */
-function validateDataFiles(compiled: CompiledPolicy, builtins: HostBuiltin[]): Diagnostic[] {
+function validateDataFiles(compiled: CompiledPolicy, builtins: HostBuiltin[], readable: string[]): Diagnostic[] {
   const out: Diagnostic[] = [];
   for (const d of compiled.literalDataFiles) {
+    const outside = d.fn === 'file' ? outsideReadableRoots(d.path, readable) : null;
+    if (outside !== null) {
+      out.push(diag(d.pos, `file: '${d.spec}': ${outside}`));
+      continue;
+    }
     const validator = dataFileValidators.get(d.fn);
     if (!validator) {
       if (!fs.existsSync(d.path)) out.push(diag(d.pos, `${d.fn}: no such file '${d.spec}'`, 'data file paths are relative to the file that names them'));
