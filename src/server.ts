@@ -6,6 +6,7 @@
 //                 │ enqueue (fsync) ▶ queue/ spool ──▶ delivery/ scheduler
 //   reload/ manager swaps the policy version; the front re-reads TLS files.
 
+import cluster from 'node:cluster';
 import type { Logger } from 'pino';
 import { PolicyManager } from './reload/manager.js';
 import { PolicyRunner } from './policy/runner.js';
@@ -18,6 +19,7 @@ import { Spool } from './queue/spool.js';
 import { Scheduler } from './delivery/scheduler.js';
 import { runStageWith } from './delivery/stage-adapter.js';
 import { createFailureTracker, failureTrackerOptions } from './builtins/auth/failures.js';
+import { PrimaryLink, serveSharedLimits } from './smtp/shared-limits.js';
 import type { Config } from './config/schema.js';
 import type { ServerStats } from './stats.js';
 
@@ -83,12 +85,16 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log });
     await scheduler.start();
   }
+  // Worker processes share the connection slots and AUTH counts through the
+  // primary (which runs startDelivery); one process keeps its own.
+  const primary = cluster.isWorker ? new PrimaryLink(() => failureTrackerOptions(config())) : null;
   const front = createSmtpFront({
     config: config(),
     runner,
     sink: spool,
     log,
-    authBackendFailures: createFailureTracker(failureTrackerOptions(config())),
+    authBackendFailures: primary ?? createFailureTracker(failureTrackerOptions(config())),
+    clientSlots: primary ?? undefined,
   });
   let listeners: ListenerAddress[];
   try {
@@ -96,6 +102,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   } catch (e) {
     await scheduler?.stop();
     policy.close();
+    primary?.close();
     throw e;
   }
   policy.onSwap((next) => {
@@ -112,6 +119,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     stop(graceMs = 30_000) {
       stopping ??= (async () => {
         await front.close(graceMs);
+        primary?.close();
         await scheduler?.stop();
         policy.close();
         await env()?.state.close().catch(() => undefined);
@@ -131,7 +139,8 @@ export interface DeliveryProcess {
 /**
  * The delivery half alone: the scheduler with the postq and delivery stages.
  * With `--workers N` the primary process runs this while N worker processes
- * run the SMTP front (startServer with deliver: false). Keeping delivery out
+ * run the SMTP front (startServer with deliver: false); it also holds the
+ * server-wide connection slots and AUTH counts the workers ask for. Keeping delivery out
  * of the front processes keeps its file-system work off their thread pool
  * and event loop, so a backlog being delivered does not slow SMTP replies.
  */
@@ -143,12 +152,15 @@ export async function startDelivery(opts: ServerOptions): Promise<DeliveryProces
   const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log });
   const scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log });
   await scheduler.start();
+  // The workers' connection slots and AUTH counts (src/smtp/shared-limits.ts).
+  const stopSharedLimits = serveSharedLimits(log);
   if (opts.watch !== false) policy.watch();
   let stopping: Promise<void> | null = null;
   return {
     policy, spool, scheduler,
     stop() {
       stopping ??= (async () => {
+        stopSharedLimits();
         await scheduler.stop();
         policy.close();
         await env()?.state.close().catch(() => undefined);

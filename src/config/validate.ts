@@ -118,6 +118,7 @@ function check(value: unknown, def: unknown, path: string): unknown {
     if (typeof value !== 'number' || !Number.isInteger(value)) throw new ConfigError(path, `expected an int, got ${typeName(value)}`);
     if (value < 0) throw new ConfigError(path, 'must not be negative');
     if (path === 'delivery.mx_port' && (value < 1 || value > 65535)) throw new ConfigError(path, 'must be a TCP port, 1 to 65535');
+    if (path === 'server.smtp.client_ipv6_prefix_length' && (value < 1 || value > 128)) throw new ConfigError(path, 'must be a prefix length, 1 to 128');
     return value;
   }
   if (typeof def === 'boolean') {
