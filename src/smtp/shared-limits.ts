@@ -131,12 +131,18 @@ export class PrimaryLink implements SlotGate, AuthAttemptGate {
     this.post({ op: 'slot-release', client });
   }
 
+  /** The numbers only: a clock (or anything else) does not survive the channel, the primary uses its own. */
+  private options(): TrackerOptions {
+    const { windowMs, maxFailures } = this.authOptions();
+    return { windowMs, maxFailures };
+  }
+
   isBlocked(ip: string): Promise<boolean> {
-    return this.ask<boolean>({ op: 'auth-blocked', ip, options: this.authOptions() });
+    return this.ask<boolean>({ op: 'auth-blocked', ip, options: this.options() });
   }
 
   async begin(ip: string): Promise<AuthTicket | null> {
-    const r = await this.ask<{ token: number; delayMs: number } | null>({ op: 'auth-begin', ip, options: this.authOptions() });
+    const r = await this.ask<{ token: number; delayMs: number } | null>({ op: 'auth-begin', ip, options: this.options() });
     if (r === null) return null;
     let ended = false;
     return {
@@ -176,7 +182,7 @@ export function serveSharedLimits(log: Logger): () => void {
   /** The tracker for the options a worker sends; a reload that changes them starts a new table. */
   const trackerFor = (options: TrackerOptions): FailureTracker => {
     if (tracker === null || tracker.options.windowMs !== options.windowMs || tracker.options.maxFailures !== options.maxFailures) {
-      tracker = { options, tracker: createFailureTracker(options) };
+      tracker = { options, tracker: createFailureTracker({ windowMs: options.windowMs, maxFailures: options.maxFailures }) };
     }
     return tracker.tracker;
   };
@@ -187,6 +193,15 @@ export function serveSharedLimits(log: Logger): () => void {
   const onMessage = (w: Worker, m: unknown): void => {
     const msg = m as (Request & { tag?: string }) | null;
     if (msg === null || typeof msg !== 'object' || msg.tag !== MESSAGE_TAG) return;
+    try {
+      handle(w, msg);
+    } catch (err) {
+      // The worker's question goes unanswered and times out there (fail closed); the primary carries on.
+      log.error({ err: (err as Error).message, worker: w.id, op: msg.op }, 'shared limits: bad request from a worker');
+    }
+  };
+
+  const handle = (w: Worker, msg: Request): void => {
     const h = holdings(w);
     switch (msg.op) {
       case 'slot-acquire': {
