@@ -20,6 +20,7 @@ import { Scheduler } from './delivery/scheduler.js';
 import { runStageWith } from './delivery/stage-adapter.js';
 import { createFailureTracker, failureTrackerOptions } from './builtins/auth/failures.js';
 import { PrimaryLink, serveSharedLimits } from './smtp/shared-limits.js';
+import { runSandboxesInThreads } from './sandbox/sandbox.js';
 import type { Config } from './config/schema.js';
 import type { ServerStats } from './stats.js';
 
@@ -74,6 +75,8 @@ async function startPolicy(opts: ServerOptions): Promise<{ policy: PolicyManager
  */
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log;
+  // A long rule must not hold the sockets of every other session (src/sandbox/thread.ts).
+  runSandboxesInThreads(true);
   const { policy, env } = await startPolicy(opts);
   const config = (): Config => policy.current().config;
   const spool = await Spool.open(config().queue.dir, { log });

@@ -16,6 +16,9 @@
 //   validates the status, never trusting the guest's shape.
 // - Errors: guest stack traces are mapped back to vSL file:line:col through
 //   the compiler's position marks.
+// - Threads: with runSandboxesInThreads(true) (the server), stage
+//   evaluations run in a worker thread holding a copy of this sandbox
+//   (thread.ts); loading, on_config and exported values stay here.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -31,6 +34,7 @@ import { Status, statusFromWire } from '../vsl/runtime/status.js';
 import { encodeContext } from '../vsl/runtime/context-wire.js';
 import type { ContextData } from '../vsl/runtime/intrinsics.js';
 import { VslError, type Value } from '../vsl/runtime/value.js';
+import { SandboxThread } from './thread.js';
 
 /** Must equal GUEST_PROTOCOL in src/vsl/runtime/guest-entry.ts (not imported: that module is the guest bundle's entry). */
 const GUEST_PROTOCOL = 2;
@@ -82,6 +86,43 @@ export interface HostHandler {
   callAsync(state: unknown, ruleIndex: number, name: string, args: Value[], posId: number): Promise<Value>;
 }
 
+/**
+ * The bridge at the wire level (arguments and answers as the guest encodes
+ * them): what a sandbox in a worker thread uses to reach the HostHandler of
+ * the main thread (thread.ts) without decoding values it only passes on.
+ */
+export interface WireHost {
+  wireSync(state: unknown, ruleIndex: number, name: string, argsJson: string, posId: number): string;
+  wireAsync(state: unknown, ruleIndex: number, name: string, argsJson: string, posId: number): Promise<string>;
+}
+
+function isWireHost(h: HostHandler | WireHost): h is WireHost {
+  return typeof (h as WireHost).wireSync === 'function';
+}
+
+/** Runs a synchronous host call for the guest: wire arguments in, wire answer out (never throws). */
+export function answerSync(host: HostHandler, state: unknown, ruleIndex: number, name: string, argsJson: string, posId: number): string {
+  try {
+    const args = decodeValue(argsJson);
+    const v = host.callSync(state, ruleIndex, name, Array.isArray(args) ? args : [], posId);
+    return JSON.stringify({ ok: toWire(v) });
+  } catch (e) {
+    return JSON.stringify(e instanceof VslError ? { err: e.message } : { fatal: `${name}: internal error: ${(e as Error).message}` });
+  }
+}
+
+/** Runs an I/O host call for the guest (never rejects). `state` null: at load, where I/O is refused. */
+export async function answerAsync(host: HostHandler, state: unknown, ruleIndex: number, name: string, argsJson: string, posId: number): Promise<string> {
+  try {
+    const args = decodeValue(argsJson);
+    if (state === null) throw new VslError(`${name}: I/O built-ins cannot run at load`);
+    const v = await host.callAsync(state, ruleIndex, name, Array.isArray(args) ? args : [], posId);
+    return JSON.stringify({ ok: toWire(v) });
+  } catch (e) {
+    return JSON.stringify(e instanceof VslError ? { err: e.message } : { fatal: `${name}: internal error: ${(e as Error).message}` });
+  }
+}
+
 export interface SandboxLimits {
   memoryBytes: number;
   ruleTimeoutMs: number;
@@ -114,6 +155,17 @@ interface PendingEval {
 
 export class SandboxBrokenError extends Error {}
 
+let threadsOn = false;
+
+/**
+ * Evaluates stages in a worker thread per policy version from now on
+ * (thread.ts), so that a long rule does not hold the event loop. The server
+ * turns it on; the offline tools (`mta test`, `mta explain`) evaluate inline.
+ */
+export function runSandboxesInThreads(on: boolean): void {
+  threadsOn = on;
+}
+
 export class PolicySandbox {
   private readonly rt: QuickJSRuntime;
   private readonly vm: QuickJSContext;
@@ -135,12 +187,16 @@ export class PolicySandbox {
   disposed = false;
   /** Host state for built-ins called at load (file(), services). */
   loadState: unknown = null;
+  /** What setServer and a successful init received: a thread's copy is built from them. */
+  private serverInfo: unknown = null;
+  private initialised: { order: number[]; main: number } | null = null;
+  private thread: SandboxThread | null = null;
 
   private constructor(
     mod: QuickJSWASMModule,
     private readonly compiled: CompiledPolicy,
     private readonly limits: SandboxLimits,
-    private readonly host: HostHandler,
+    private readonly host: HostHandler | WireHost,
   ) {
     this.slackMs = Math.max(1, Math.round(limits.ruleTimeoutMs / 10));
     this.budgetMs = limits.ruleTimeoutMs + this.slackMs;
@@ -191,7 +247,7 @@ export class PolicySandbox {
       })()`, 'lockdown.js');
   }
 
-  static async create(compiled: CompiledPolicy, limits: SandboxLimits, host: HostHandler): Promise<PolicySandbox> {
+  static async create(compiled: CompiledPolicy, limits: SandboxLimits, host: HostHandler | WireHost): Promise<PolicySandbox> {
     const mod = await quickjs();
     return new PolicySandbox(mod, compiled, limits, host);
   }
@@ -260,26 +316,29 @@ export class PolicySandbox {
   }
 
   private hostSync(evalId: number, ruleIndex: number, name: string, argsJson: string, posId: number): string {
+    const p = this.evals.get(evalId);
+    const state = p ? p.state : this.loadState;
+    const rule = p ? ruleIndex : -1;
+    if (!isWireHost(this.host)) return answerSync(this.host, state, rule, name, argsJson, posId);
+    // In a worker thread the answer comes from the main thread, which may be
+    // busy with other sessions: that wait is not the script's time.
+    const t0 = performance.now();
     try {
-      const args = decodeValue(argsJson);
-      const p = this.evals.get(evalId);
-      const v = this.host.callSync(p ? p.state : this.loadState, p ? ruleIndex : -1, name, Array.isArray(args) ? args : [], posId);
-      return JSON.stringify({ ok: toWire(v) });
-    } catch (e) {
-      return JSON.stringify(e instanceof VslError ? { err: e.message } : { fatal: `${name}: internal error: ${(e as Error).message}` });
+      return this.host.wireSync(state, rule, name, argsJson, posId);
+    } finally {
+      const waited = performance.now() - t0;
+      this.deadline += waited;
+      this.sliceStart += waited;
     }
   }
 
-  private async hostAsync(evalId: number, ruleIndex: number, name: string, argsJson: string, posId: number): Promise<string> {
-    try {
-      const args = decodeValue(argsJson);
-      const p = this.evals.get(evalId);
-      if (!p) throw new VslError(`${name}: I/O built-ins cannot run at load`);
-      const v = await this.host.callAsync(p.state, ruleIndex, name, Array.isArray(args) ? args : [], posId);
-      return JSON.stringify({ ok: toWire(v) });
-    } catch (e) {
-      return JSON.stringify(e instanceof VslError ? { err: e.message } : { fatal: `${name}: internal error: ${(e as Error).message}` });
+  private hostAsync(evalId: number, ruleIndex: number, name: string, argsJson: string, posId: number): Promise<string> {
+    const p = this.evals.get(evalId);
+    if (isWireHost(this.host)) {
+      if (!p) return Promise.resolve(JSON.stringify({ err: `${name}: I/O built-ins cannot run at load` }));
+      return this.host.wireAsync(p.state, ruleIndex, name, argsJson, posId);
     }
+    return answerAsync(this.host, p ? p.state : null, ruleIndex, name, argsJson, posId);
   }
 
   // ------------------------------------------------------------ running guest code
@@ -348,6 +407,7 @@ export class PolicySandbox {
 
   setServer(info: unknown): void {
     this.callGuest(this.fns.setServer, [JSON.stringify(info)]);
+    this.serverInfo = info;
   }
 
   /** Runs on_config on the default configuration; returns the value it returned. */
@@ -366,6 +426,7 @@ export class PolicySandbox {
       if (r.err.kind === 'runtime') return { ok: false, error: { kind: 'runtime', error: this.mapError(r.err.error.message, r.err.error.stack, r.err.error.fatal, r.err.error.posId) } };
       return { ok: false, error: r.err };
     }
+    this.initialised = { order, main };
     return { ok: true, stages: r.ok! };
   }
 
@@ -384,6 +445,14 @@ export class PolicySandbox {
    */
   evaluate(stage: string, context: string | ContextData, state: unknown): Promise<StageRun> {
     if (this.broken || this.disposed) return Promise.reject(new SandboxBrokenError('sandbox is not usable'));
+    const thread = this.evaluationThread();
+    if (thread !== null) {
+      return thread.evaluate(stage, context, state).then((run) => {
+        // A fault in the thread's copy: the version rebuilds the sandbox, as after a fault here.
+        if (thread.broken) this.broken = true;
+        return run;
+      });
+    }
     // The guest gets the compact form (src/vsl/runtime/context-wire.ts); a caller holding the
     // ContextData object may pass it and save a JSON round trip.
     const contextWire = encodeContext(typeof context === 'string' ? JSON.parse(context) as ContextData : context);
@@ -415,6 +484,29 @@ export class PolicySandbox {
       else if (result !== undefined) this.settle(p, this.decodeRun(p, result));
       // Otherwise the stage waits for I/O and reports through __vsl_done.
     });
+  }
+
+  /**
+   * The worker thread evaluating this version's stages (thread.ts), started
+   * on the first evaluation once threads are on (runSandboxesInThreads) and
+   * the policy initialised here; null: evaluate on this thread.
+   */
+  private evaluationThread(): SandboxThread | null {
+    if (this.thread !== null) return this.thread;
+    if (!threadsOn || this.initialised === null || isWireHost(this.host)) return null;
+    const host = this.host;
+    this.thread = new SandboxThread(
+      {
+        compiled: { js: this.compiled.js, positions: this.compiled.positions, lineMarks: this.compiled.lineMarks },
+        limits: this.limits,
+        serverInfo: this.serverInfo,
+        order: this.initialised.order,
+        main: this.initialised.main,
+      },
+      host,
+      () => this.loadState,
+    );
+    return this.thread;
   }
 
   /** Continues an evaluation after one of its host promises settled. */
@@ -563,12 +655,13 @@ export class PolicySandbox {
   }
 
   get pendingEvaluations(): number {
-    return this.evals.size;
+    return this.evals.size + (this.thread?.pendingEvaluations ?? 0);
   }
 
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.thread?.dispose();
     for (const p of this.evals.values()) {
       if (!p.settled) this.settle(p, { ok: false, index: p.ruleIndex, error: { message: 'policy unloaded', at: null, chain: [], fatal: 'internal' }, trace: [] });
     }
