@@ -17,8 +17,9 @@
 // - Errors: guest stack traces are mapped back to vSL file:line:col through
 //   the compiler's position marks.
 // - Threads: with runSandboxesInThreads(true) (the server), stage
-//   evaluations run in a worker thread holding a copy of this sandbox
-//   (thread.ts); loading, on_config and exported values stay here.
+//   evaluations run in worker threads holding copies of this sandbox
+//   (thread.ts, at most MAX_THREADS); loading, on_config and exported
+//   values stay here.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -157,6 +158,9 @@ export class SandboxBrokenError extends Error {}
 
 let threadsOn = false;
 
+/** Worker threads per policy version at most (each holds a copy of the sandbox, up to vsl.memory_limit). */
+const MAX_THREADS = 2;
+
 /**
  * Evaluates stages in a worker thread per policy version from now on
  * (thread.ts), so that a long rule does not hold the event loop. The server
@@ -190,7 +194,8 @@ export class PolicySandbox {
   /** What setServer and a successful init received: a thread's copy is built from them. */
   private serverInfo: unknown = null;
   private initialised: { order: number[]; main: number } | null = null;
-  private thread: SandboxThread | null = null;
+  /** The worker threads evaluating this version's stages (see evaluationThread). */
+  private readonly threads: SandboxThread[] = [];
 
   private constructor(
     mod: QuickJSWASMModule,
@@ -487,26 +492,29 @@ export class PolicySandbox {
   }
 
   /**
-   * The worker thread evaluating this version's stages (thread.ts), started
-   * on the first evaluation once threads are on (runSandboxesInThreads) and
-   * the policy initialised here; null: evaluate on this thread.
+   * The worker thread to evaluate the next stage in (thread.ts), or null:
+   * evaluate on this thread (threads off, or this is a thread's copy).
+   * MAX_THREADS threads start together at the first evaluation, so that a
+   * thread's start-up is never on the path of a later one; an idle started
+   * thread is preferred, so one long rule holds neither the main thread nor
+   * the evaluations of other sessions.
    */
   private evaluationThread(): SandboxThread | null {
-    if (this.thread !== null) return this.thread;
     if (!threadsOn || this.initialised === null || isWireHost(this.host)) return null;
-    const host = this.host;
-    this.thread = new SandboxThread(
-      {
+    if (this.threads.length === 0) {
+      const setup = {
         compiled: { js: this.compiled.js, positions: this.compiled.positions, lineMarks: this.compiled.lineMarks },
         limits: this.limits,
         serverInfo: this.serverInfo,
         order: this.initialised.order,
         main: this.initialised.main,
-      },
-      host,
-      () => this.loadState,
-    );
-    return this.thread;
+      };
+      for (let i = 0; i < MAX_THREADS; i++) this.threads.push(new SandboxThread(setup, this.host, () => this.loadState));
+    }
+    const idle = this.threads.find((t) => t.started && t.computing === 0);
+    if (idle) return idle;
+    // Every started one is busy (or none has started yet): the least loaded.
+    return this.threads.reduce((a, b) => (b.computing < a.computing || (b.started && !a.started) ? b : a));
   }
 
   /** Continues an evaluation after one of its host promises settled. */
@@ -655,13 +663,13 @@ export class PolicySandbox {
   }
 
   get pendingEvaluations(): number {
-    return this.evals.size + (this.thread?.pendingEvaluations ?? 0);
+    return this.evals.size + this.threads.reduce((n, t) => n + t.pendingEvaluations, 0);
   }
 
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    this.thread?.dispose();
+    for (const t of this.threads) t.dispose();
     for (const p of this.evals.values()) {
       if (!p.settled) this.settle(p, { ok: false, index: p.ruleIndex, error: { message: 'policy unloaded', at: null, chain: [], fatal: 'internal' }, trace: [] });
     }

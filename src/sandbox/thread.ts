@@ -18,9 +18,9 @@
 // the thread measures the script's time exactly as before, so a timeout is
 // still the same runtime error and 4xx. Time the thread spends waiting for
 // the main thread to answer a host call is not counted as script time.
-// Evaluations of one version queue in its thread in arrival order; the
-// main thread stays free for the sessions that need no policy at that
-// moment (greetings without connect rules, NOOP, DATA, replies).
+// A version runs two threads and sends an evaluation to an idle one (see
+// PolicySandbox.evaluationThread), so one long rule holds neither the main
+// thread nor the evaluations of other sessions.
 
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
@@ -101,6 +101,14 @@ export class SandboxThread {
   private readonly evals = new Map<number, { state: unknown; resolve: (r: StageRun) => void }>();
   private readonly ready: Promise<void>;
   private nextId = 1;
+  /**
+   * Pieces of guest work sent and not yet ended: an evaluation or an I/O
+   * answer starts one; the guest's next I/O wait or its result ends it. 0:
+   * the thread is idle (its evaluations, if any, wait for I/O).
+   */
+  private work = 0;
+  /** The thread's copy of the sandbox is loaded. */
+  started = false;
   /** The thread stopped or its sandbox faulted: the version must build a new sandbox (SPEC §13). */
   broken = false;
 
@@ -127,6 +135,7 @@ export class SandboxThread {
     this.worker.on('message', (m: FromThread) => {
       switch (m.t) {
         case 'ready':
+          this.started = true;
           onReady();
           break;
         case 'failed':
@@ -137,9 +146,11 @@ export class SandboxThread {
           this.answerSync(m);
           break;
         case 'async':
+          this.workEnded();
           this.answerAsync(m);
           break;
         case 'done': {
+          this.workEnded();
           const e = this.evals.get(m.id);
           this.evals.delete(m.id);
           if (m.broken) this.broken = true;
@@ -170,7 +181,9 @@ export class SandboxThread {
   private answerAsync(m: Extract<FromThread, { t: 'async' }>): void {
     const state = m.evalId === LOAD_EVAL_ID ? null : this.stateOf(m.evalId);
     void answerAsync(this.host, state, m.ruleIndex, m.name, m.argsJson, m.posId).then((answer) => {
-      if (!this.broken) this.post({ t: 'async-answer', reqId: m.reqId, answer });
+      if (this.broken) return;
+      this.work++;
+      this.post({ t: 'async-answer', reqId: m.reqId, answer });
     });
   }
 
@@ -178,15 +191,27 @@ export class SandboxThread {
     this.worker.postMessage(m);
   }
 
+  private workEnded(): void {
+    this.work = Math.max(0, this.work - 1);
+  }
+
+  /** Whether (and how much) guest code is running or queued in the thread. */
+  get computing(): number {
+    return this.work;
+  }
+
   evaluate(stage: string, context: string | ContextData, state: unknown): Promise<StageRun> {
     if (this.broken) return Promise.resolve(failed('the sandbox thread is not usable'));
     const id = this.nextId++;
+    // Counted from now: while the thread starts, what waits for it is its work too.
+    this.work++;
     return new Promise<StageRun>((resolve) => {
       this.evals.set(id, { state, resolve });
       this.ready.then(
         () => this.post({ t: 'eval', id, stage, context }),
         (err: Error) => {
           this.evals.delete(id);
+          this.workEnded();
           resolve(failed(`policy engine unavailable: ${err.message}`));
         },
       );
@@ -200,6 +225,7 @@ export class SandboxThread {
   /** Fails what is pending and ends the thread. */
   private stop(why: string): void {
     this.broken = true;
+    this.work = 0;
     for (const e of this.evals.values()) e.resolve(failed(why));
     this.evals.clear();
     void this.worker.terminate().catch(() => undefined);
