@@ -19,7 +19,7 @@ import { loadPolicy, type PolicyVersion } from '../src/policy/load.js';
 import { allBuiltins } from '../src/builtins/registry.js';
 import { PolicyRunner, contextData } from '../src/policy/runner.js';
 import { RecordingEffects, type EvalState } from '../src/policy/host-bridge.js';
-import type { MailAddress, Session, Stage, Transaction } from '../src/policy/types.js';
+import type { MailAddress, Session, Stage, Transaction } from '../src/mail/types.js';
 
 interface Options {
   iterations: number;

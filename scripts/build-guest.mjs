@@ -7,7 +7,7 @@ import path from 'node:path';
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 await build({
-  entryPoints: [path.join(root, 'src/vsl/runtime/guest-entry.ts')],
+  entryPoints: [path.join(root, 'src/vsl/guest/guest-entry.ts')],
   bundle: true,
   format: 'iife',
   platform: 'neutral',

@@ -13,11 +13,11 @@ import { PolicyRunner } from './policy/runner.js';
 import { serverEnv } from './policy/env.js';
 import { allBuiltins } from './builtins/registry.js';
 import type { ConfigOverrides } from './policy/load.js';
-import type { HostEnv } from './builtins/host.js';
+import type { HostEnv } from './host/ports.js';
 import { createSmtpFront, type ListenerAddress, type SmtpFront } from './smtp/front.js';
 import { Spool } from './queue/spool.js';
 import { Scheduler } from './delivery/scheduler.js';
-import { runStageWith } from './delivery/stage-adapter.js';
+import { afterQueueStages, runStageWith } from './policy/after-queue.js';
 import { createFailureTracker, failureTrackerOptions } from './builtins/auth/failures.js';
 import { PrimaryLink, serveSharedLimits } from './smtp/shared-limits.js';
 import { runSandboxesInThreads } from './sandbox/sandbox.js';
@@ -34,6 +34,8 @@ export interface ServerOptions {
   watch?: boolean;
   /** Counters and stage timings of this process. */
   stats?: ServerStats;
+  /** Record deliveries instead of making them (the differential tests of explain against the server). */
+  capture?: import('./delivery/message-run.js').DeliveryCapture;
 }
 
 export interface RunningServer {
@@ -85,7 +87,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log, stats });
   let scheduler: Scheduler | null = null;
   if (opts.deliver !== false) {
-    scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log });
+    scheduler = new Scheduler({ spool, config, resolver: env().resolver, stages: afterQueueStages(runStageWith(runner)), log, capture: opts.capture });
     await scheduler.start();
   }
   // Worker processes share the connection slots and AUTH counts through the
@@ -153,7 +155,7 @@ export async function startDelivery(opts: ServerOptions): Promise<DeliveryProces
   const config = (): Config => policy.current().config;
   const spool = await Spool.open(config().queue.dir, { log });
   const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log });
-  const scheduler = new Scheduler({ spool, config, resolver: env().resolver, runStage: runStageWith(runner), log });
+  const scheduler = new Scheduler({ spool, config, resolver: env().resolver, stages: afterQueueStages(runStageWith(runner)), log });
   await scheduler.start();
   // The workers' connection slots and AUTH counts (src/smtp/shared-limits.ts).
   const stopSharedLimits = serveSharedLimits(log);

@@ -15,10 +15,11 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import addressparser from 'nodemailer/lib/addressparser/index.js';
-import { fnError, isArray, isMap, type Value, type VMap } from '../vsl/runtime/value.js';
+import { fnError, isArray, isMap, type Value, type VMap } from '../vsl/values/value.js';
 import { argText, checkArity, dnsTimeoutMs, typeName } from './dns/call-args.js';
 import { mailauthResolver } from './dns/mailauth-resolver.js';
-import type { HostBuiltin, HostCall, MessageView } from './host.js';
+import type { HostBuiltin, HostCall } from './host.js';
+import type { MessageView } from '../mail/types.js';
 import { asciiDomain } from './psl.js';
 
 export type DkimStatus = 'pass' | 'fail' | 'neutral' | 'temperror' | 'permerror' | 'none';
@@ -397,7 +398,7 @@ function mapResult(r: MailauthDkimResult, tagsByB: Map<string, Map<string, strin
 /** Verifies up to 5 signatures of `raw`; the first pass wins, else a temperror, else the first result. */
 export async function verifyDkim(
   raw: Buffer,
-  opts: { resolver: import('./host.js').Resolver; timeoutMs: number; now: number },
+  opts: { resolver: import('../host/ports.js').Resolver; timeoutMs: number; now: number },
 ): Promise<DkimVerdict> {
   const capped = capSignatures(raw);
   const tagsByB = new Map<string, Map<string, string>>();

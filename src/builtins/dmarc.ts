@@ -14,12 +14,13 @@
 // error (the stage's error handling, tempfail by default, applies): neither
 // accepting nor refusing would be right.
 
-import { DnsError, type HostBuiltin, type HostCall, type Resolver } from './host.js';
+import { DnsError, type Resolver } from '../host/ports.js';
+import { type HostBuiltin, type HostCall } from './host.js';
 import { checkArity, dnsFailure, dnsTimeoutMs, statusFor } from './dns/call-args.js';
 import { dkimAuthClause, dkimForCall, fromDomains, pvalue, type DkimSignatureResult } from './dkim.js';
 import { organizationalDomain } from './psl.js';
 import { spfAuthClause, spfForCall, type SpfOutcome } from './spf.js';
-import { fnError, type Value } from '../vsl/runtime/value.js';
+import { fnError, type Value } from '../vsl/values/value.js';
 
 export type DmarcPolicy = 'none' | 'quarantine' | 'reject';
 export type AlignmentMode = 'r' | 's';

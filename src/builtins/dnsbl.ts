@@ -15,11 +15,12 @@
 
 import net from 'node:net';
 import type { Logger } from 'pino';
-import { DnsError, type HostBuiltin, type HostCall, type Resolver } from './host.js';
+import { DnsError, type Resolver } from '../host/ports.js';
+import { type HostBuiltin, type HostCall } from './host.js';
 import { argText, checkArity, dnsblTimeoutMs, dnsFailure, optArgText, statusFor } from './dns/call-args.js';
 import { normaliseIp, reversedIp } from './dns/names.js';
 import { queryName } from './dns/resolver.js';
-import { fnError } from '../vsl/runtime/value.js';
+import { fnError } from '../vsl/values/value.js';
 
 /** Longest time any answer is kept (SPEC §8.1). */
 export const DNSBL_MAX_CACHE_MS = 15 * 60_000;

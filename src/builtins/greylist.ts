@@ -10,11 +10,11 @@
 
 import { isIP } from 'node:net';
 import { parseDuration } from '../config/units.js';
-import { addressText } from '../policy/types.js';
-import type { MailAddress } from '../policy/types.js';
-import { makeStatus } from '../vsl/runtime/status.js';
-import { fnError, isMap, type Value } from '../vsl/runtime/value.js';
-import type { Clock, HostBuiltin, StateStore } from './host.js';
+import { addressText, type MailAddress } from '../mail/types.js';
+import { makeStatus } from '../vsl/values/status.js';
+import { fnError, isMap, type Value } from '../vsl/values/value.js';
+import type { Clock, StateStore } from '../host/ports.js';
+import type { HostBuiltin } from './host.js';
 
 export const GREYLIST_REPLY = '451 4.7.1 Greylisted, please try again later';
 

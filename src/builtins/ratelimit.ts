@@ -4,10 +4,11 @@
 // store, so instances sharing a Redis share the limit.
 
 import { parseDuration } from '../config/units.js';
-import { makeStatus } from '../vsl/runtime/status.js';
-import { fnError, type Value } from '../vsl/runtime/value.js';
+import { makeStatus } from '../vsl/values/status.js';
+import { fnError, type Value } from '../vsl/values/value.js';
 import type { CheckDecision } from './greylist.js';
-import type { Clock, HostBuiltin, StateStore } from './host.js';
+import type { Clock, StateStore } from '../host/ports.js';
+import type { HostBuiltin } from './host.js';
 
 export const RATELIMIT_REPLY = '451 4.7.1 Rate limit exceeded, try again later';
 

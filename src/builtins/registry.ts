@@ -14,12 +14,18 @@ import { ratelimitBuiltins } from './ratelimit.js';
 import { legacyBuiltins } from './legacy/builtins.js';
 import { coreBuiltins } from './core/index.js';
 import { validateDataFileAt } from './legacy/data-files.js';
-import { dataFileValidators } from '../policy/load.js';
 
-// mta check and every load validate the legacy data files a policy names by literal.
-dataFileValidators.set('smtpd_check_rules', (dir, spec) => validateDataFileAt('smtpd_check_rules', dir, spec));
-dataFileValidators.set('mapping', (dir, spec) => validateDataFileAt('mapping', dir, spec));
-dataFileValidators.set('access', (dir, spec) => validateDataFileAt('access', dir, spec));
+export type DataFileProblem = { file: string; line: number; col?: number; message: string; severity?: 'error' | 'warning' };
+
+/**
+ * The validator of a legacy data file kind (smtpd_check_rules, mapping,
+ * access), which mta check and every load run on the files a policy names by
+ * literal (SPEC §7.1); undefined for other files, which need only exist.
+ */
+export function dataFileValidator(kind: string): ((dir: string, spec: string) => DataFileProblem[]) | undefined {
+  if (kind !== 'smtpd_check_rules' && kind !== 'mapping' && kind !== 'access') return undefined;
+  return (dir, spec) => validateDataFileAt(kind, dir, spec);
+}
 
 export function allBuiltins(): HostBuiltin[] {
   return [

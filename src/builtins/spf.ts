@@ -14,15 +14,16 @@
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import { domainToASCII } from 'node:url';
-import type { MailAddress } from '../policy/types.js';
-import { isLocalDomain } from '../vsl/runtime/address.js';
-import type { Status } from '../vsl/runtime/status.js';
-import { fnError, isMap, type Value } from '../vsl/runtime/value.js';
+import type { MailAddress } from '../mail/types.js';
+import { isLocalDomain } from '../vsl/values/address.js';
+import type { Status } from '../vsl/values/status.js';
+import { fnError, isMap, type Value } from '../vsl/values/value.js';
 import { argText, checkArity, dnsFailure, dnsTimeoutMs, statusFor, typeName } from './dns/call-args.js';
 import { mailauthResolver, type MailauthResolver } from './dns/mailauth-resolver.js';
 import { normaliseIp } from './dns/names.js';
 import { queryName } from './dns/resolver.js';
-import { DnsError, type HostBuiltin, type HostCall, type Resolver } from './host.js';
+import { DnsError, type Resolver } from '../host/ports.js';
+import { type HostBuiltin, type HostCall } from './host.js';
 
 export type SpfResult = 'pass' | 'fail' | 'softfail' | 'neutral' | 'none' | 'temperror' | 'permerror';
 

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import pino from 'pino';
 import { loadPolicy } from '../policy/load.js';
 import { allBuiltins } from '../builtins/registry.js';
-import { explain } from '../policy/explain.js';
+import { explain } from '../tools/explain.js';
 import { offlineEnv, serverEnv } from '../policy/env.js';
 import { formatDiagnostic } from '../vsl/diagnostics.js';
 import type { CliIo } from './io.js';
@@ -71,7 +71,8 @@ export async function explainCommand(argv: string[], io: CliIo): Promise<number>
       auth: single(args, 'auth'), tls: args.flags.has('tls'), message,
     }, log);
     if (args.flags.has('json')) {
-      io.stdout.write(`${JSON.stringify({ version: r.version.id, queued_for: result.queuedFor, closed: result.closed, stages: result.rows }, null, 2)}\n`);
+      const deliveries = result.deliveries.map((d) => ({ ...d, data: d.data.toString('base64') }));
+      io.stdout.write(`${JSON.stringify({ version: r.version.id, queued_for: result.queuedFor, closed: result.closed, disposition: result.disposition, deliveries, stages: result.rows }, null, 2)}\n`);
     } else {
       for (const row of result.rows) {
         const cols = [row.stage.padEnd(13), (row.recipient ?? '').padEnd(24), row.decider.padEnd(44), row.status.padEnd(10), row.reply];
@@ -80,6 +81,7 @@ export async function explainCommand(argv: string[], io: CliIo): Promise<number>
         for (const e of row.effects) io.stdout.write(`${''.padEnd(14)}would ${describeEffect(e)}\n`);
       }
       io.stdout.write(result.queuedFor.length ? `queued for: ${result.queuedFor.join(', ')}\n` : 'not queued\n');
+      io.stdout.write(`${describeDisposition(result)}\n`);
     }
     return result.queuedFor.length > 0 ? 0 : 3;
   } finally {
@@ -87,7 +89,20 @@ export async function explainCommand(argv: string[], io: CliIo): Promise<number>
   }
 }
 
-function describeEffect(e: import('../policy/types.js').StageEffect): string {
+/** Where the message ends, and by which transport each recipient would be delivered. */
+function describeDisposition(r: import('../tools/explain.js').ExplainResult): string {
+  const d = r.disposition;
+  switch (d.kind) {
+    case 'refused': return 'final: refused';
+    case 'quarantine': return `final: held in quarantine ${d.name}`;
+    case 'dead': return `final: dead (${d.reason})`;
+    case 'deferred': return `final: deferred (${d.reason})`;
+    case 'delivered':
+      return ['final: delivered', ...r.deliveries.map((x) => `  ${x.rcpts.join(', ')} by ${x.transport}${x.destination ? ` (${x.destination})` : ''}, ${x.data.length} bytes`)].join('\n');
+  }
+}
+
+function describeEffect(e: import('../mail/types.js').StageEffect): string {
   switch (e.kind) {
     case 'header': return e.op === 'remove' ? `remove header ${e.name}` : e.op === 'rename' ? `rename header ${e.name} to ${e.newName}` : `${e.op} header ${e.name}: ${e.value}`;
     case 'transport': return `deliver ${e.rcpt.local}@${e.rcpt.domain} by ${e.transport.kind}${e.transport.kind === 'forward' ? ` to ${e.transport.target}` : ''}`;

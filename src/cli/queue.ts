@@ -15,7 +15,7 @@
 // (with `--set key=value` overrides), else the queue.dir the caller passes.
 
 import { promises as fs } from 'node:fs';
-import { addressText } from '../policy/types.js';
+import { addressText } from '../mail/types.js';
 import { type EnvelopeRecord, isOpen } from '../queue/envelope.js';
 import { isQueueId } from '../queue/id.js';
 import { headerBlock } from '../queue/message.js';

@@ -1,5 +1,5 @@
 // `mta relay-test`: the open-relay self-check an administrator runs against
-// their server, or in-process against a policy (src/relaytest/).
+// their server, or in-process against a policy (src/tools/relaytest/).
 
 import os from 'node:os';
 import { isIP } from 'node:net';
@@ -8,10 +8,10 @@ import { allBuiltins } from '../builtins/registry.js';
 import { resolverFromConfig } from '../builtins/dns/resolver.js';
 import { offlineEnv } from '../policy/env.js';
 import { loadPolicy } from '../policy/load.js';
-import { formatJson, formatText, type RelayTestReport } from '../relaytest/report.js';
-import { relayTestInProcess, relayTestOverSmtp, RelayTestError } from '../relaytest/run.js';
-import type { SmtpTarget } from '../relaytest/smtp-runner.js';
-import { canonicalDomain } from '../vsl/runtime/address.js';
+import { formatJson, formatText, type RelayTestReport } from '../tools/relaytest/report.js';
+import { relayTestInProcess, relayTestOverSmtp, RelayTestError } from '../tools/relaytest/run.js';
+import type { SmtpTarget } from '../tools/relaytest/smtp-runner.js';
+import { canonicalDomain } from '../vsl/values/address.js';
 import { formatDiagnostic } from '../vsl/diagnostics.js';
 import { parseArgs, single, UsageError, type ParsedArgs } from './args.js';
 import type { CliIo } from './io.js';

@@ -5,7 +5,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { displayPath, runTranscriptFile, type TestPoint } from '../policy/transcript/run.js';
+import { displayPath, runTranscriptFile, type TestPoint } from '../tools/transcript/run.js';
 import type { CliIo } from './io.js';
 import { parseArgs, single, UsageError } from './args.js';
 

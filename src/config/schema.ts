@@ -42,6 +42,8 @@ export interface Config {
       client_ipv6_prefix_length: number;
       /** Extension: the last this many of client_count_max slots (at most an eighth of it) only go to clients holding no connection. */
       client_count_reserved_for_new: number;
+      /** Extension: "strict" refuses a HELO/EHLO name that is no RFC 5321 domain or address literal (vSMTP); "lenient" leaves it to the rules. */
+      helo_syntax: 'lenient' | 'strict';
     };
     auth: {
       mechanisms: string[];
@@ -136,6 +138,7 @@ export function defaultConfig(hostname: string, isTerminal = false): Config {
         header_size_max: 1048576,
         client_ipv6_prefix_length: 64,
         client_count_reserved_for_new: 32,
+        helo_syntax: 'lenient',
       },
       auth: {
         mechanisms: ['PLAIN', 'LOGIN'],

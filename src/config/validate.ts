@@ -4,8 +4,8 @@
 // the key's path, never a surprise at runtime.
 
 import { levenshtein } from '../vsl/compiler.js';
-import { textOf } from '../vsl/runtime/objects.js';
-import { VObject, type Value } from '../vsl/runtime/value.js';
+import { textOf } from '../vsl/values/objects.js';
+import { VObject, type Value } from '../vsl/values/value.js';
 import { defaultConfig, type Config } from './schema.js';
 import { parseDuration, parseSize } from './units.js';
 
@@ -28,6 +28,7 @@ const ENUMS: Record<string, string[]> = {
   'logs.level': ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'],
   'logs.format': ['json', 'pretty'],
   'server.tls.min_version': ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'],
+  'server.smtp.helo_syntax': ['lenient', 'strict'],
 };
 
 /** Converts a runtime value to plain JSON-ish data (ints to numbers, objects to their text). */

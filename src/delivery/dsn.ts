@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import type { EnvelopeRecord, RecipientRecord } from '../queue/envelope.js';
 import { headerBlock } from '../queue/message.js';
-import { addressText } from '../policy/types.js';
+import { addressText } from '../mail/types.js';
 import { oneLine } from './outcome.js';
 
 export interface DsnInput {

@@ -10,8 +10,8 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsConstants, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { MailAddress } from '../policy/types.js';
-import { addressText } from '../policy/types.js';
+import type { MailAddress } from '../mail/types.js';
+import { addressText } from '../mail/types.js';
 import { prependFields } from '../queue/message.js';
 import { deferred, delivered, failed, type RcptResult } from './outcome.js';
 

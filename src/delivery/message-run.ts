@@ -21,11 +21,11 @@
 // derived from the original's), which fails only if the first copy was
 // already delivered and removed in the meantime.
 
-import type { Clock, Resolver } from '../builtins/host.js';
+import type { Clock, Resolver } from '../host/ports.js';
 import type { Config } from '../config/schema.js';
 import { parseDuration } from '../config/units.js';
-import type { MailAddress, StageEffect, StageOutcome } from '../policy/types.js';
-import { addressText } from '../policy/types.js';
+import type { AfterQueueDecision, MailAddress, RememberedAfterQueue, StageEffect } from '../mail/types.js';
+import { addressText } from '../mail/types.js';
 import { type EnvelopeRecord, isOpen, type RecipientRecord, type SessionSnapshot } from '../queue/envelope.js';
 import { applyMessageEffects, isMessageEffect } from '../queue/message.js';
 import { ACTIVE, DEAD, DEFERRED, quarantinePlace, sha256Hex, type Spool, type SpoolLogger } from '../queue/spool.js';
@@ -37,16 +37,34 @@ import type { DeliveryPool } from './pool.js';
 import { isExpired, retryDelay, retrySchedule } from './retry.js';
 import { routeFor } from './routes.js';
 
-/** Runs the postq or delivery stage of the current policy for a queued message. */
-export type RunStage = (stage: 'postq' | 'delivery', record: EnvelopeRecord, message: Buffer) => Promise<StageOutcome>;
+/**
+ * The policy's post-queue half (SPEC §5.3, §5.4), injected by whoever wires
+ * the server (src/policy/after-queue.ts afterQueueStages): the queue runner
+ * performs what it decides and decides nothing itself.
+ */
+export interface AfterQueueStages {
+  /** What the statuses remembered before queueing do to the message. */
+  remembered(record: EnvelopeRecord): RememberedAfterQueue | null;
+  /** Runs and decides the postq or delivery stage on the queued message. */
+  decide(stage: 'postq' | 'delivery', record: EnvelopeRecord, message: Buffer, errorStatus: 'tempfail' | 'deny', log: SpoolLogger): Promise<AfterQueueDecision>;
+}
+
+/**
+ * What would have been delivered, instead of delivering it: `mta explain`'s
+ * dry run and the differential tests replace every transport at this edge.
+ */
+export type DeliveryCapture = (d: { transport: 'smtp' | 'maildir' | 'mbox'; destination: string | null; mailFrom: string; rcpts: string[]; data: Buffer }) => void;
 
 export interface RunContext {
   spool: Spool;
+  /** Set: record deliveries instead of making them (see DeliveryCapture). */
+  capture?: DeliveryCapture;
+
   cfg: Config;
   clock: Clock;
   log: SpoolLogger;
   random: () => number;
-  runStage: RunStage;
+  stages: AfterQueueStages;
   pool: DeliveryPool;
   resolver: Resolver;
   mxPort: number;
@@ -96,10 +114,10 @@ export class MessageRun {
     }
     if (!this.record.recipients.some(isOpen)) return this.finish();
 
-    const remembered = this.remembered();
-    if (remembered === 'deny') return this.toDead('denied by a remembered deny status');
-    if (remembered === 'quarantine') return this.toQuarantine(this.rememberedQuarantine()!);
-    if (remembered === 'faccept') {
+    const remembered = this.ctx.stages.remembered(this.record);
+    if (remembered?.kind === 'deny') return this.toDead('denied by a remembered deny status');
+    if (remembered?.kind === 'quarantine') return this.toQuarantine(remembered.name);
+    if (remembered?.kind === 'faccept') {
       let changed = false;
       for (const s of ['postq', 'delivery'] as const) {
         if (this.record.stages[s] === 'pending') {
@@ -127,52 +145,23 @@ export class MessageRun {
     return this.finish();
   }
 
-  // ---- remembered statuses ----
-
-  private remembered(): 'deny' | 'quarantine' | 'faccept' | null {
-    const kinds = [this.record.txn_remembered?.kind, this.record.session.remembered?.kind];
-    if (kinds.includes('deny')) return 'deny';
-    if (kinds.includes('quarantine') && this.rememberedQuarantine()) return 'quarantine';
-    if (kinds.includes('faccept')) return 'faccept';
-    return null;
-  }
-
-  private rememberedQuarantine(): string | null {
-    for (const r of [this.record.txn_remembered, this.record.session.remembered]) {
-      if (r?.kind === 'quarantine' && r.quarantine) return r.quarantine;
-    }
-    return null;
-  }
-
   // ---- stages ----
 
   /** Runs one post-queue stage; returns a result when the message leaves the active queue. */
   private async runStage(stage: 'postq' | 'delivery'): Promise<RunResult | null> {
-    let outcome: StageOutcome;
-    try {
-      outcome = await this.ctx.runStage(stage, structuredClone(this.record), this.message);
-    } catch (err) {
-      return this.stageFailed(stage, `the stage could not run: ${(err as Error).message}`, false);
-    }
-    const v = outcome.verdict;
-    if (v.source === 'error' || v.error) {
-      return this.stageFailed(stage, v.error ?? 'rule error', v.status === 'deny');
-    }
-    const by = v.rule ? `rule "${v.rule}"${v.at ? ` (${v.at})` : ''}` : v.source;
-    const reply = v.reply ? ` ${v.reply.code} ${v.reply.enhanced} ${v.reply.lines.join(' ')}`.replace(/\s+/g, ' ') : '';
-    const refusedByClass = v.reply !== null && v.reply.code >= 400 && (v.status === 'accept' || v.status === 'faccept' || v.status === 'next');
-    if (v.status === 'deny' || v.status === 'reject' || v.status === 'info' || refusedByClass) {
-      this.ctx.log.info({ queue_id: this.id, stage, status: v.status, rule: v.rule, at: v.at }, `queue: ${this.id} refused at ${stage} by ${by}`);
-      return this.toDead(`${v.status} at ${stage} by ${by}${reply}`);
-    }
-    if (v.status === 'quarantine') {
-      const q = v.quarantine;
-      if (!q) return this.stageFailed(stage, 'quarantine status without a name', false);
-      this.ctx.log.info({ queue_id: this.id, stage, quarantine: q, rule: v.rule }, `queue: ${this.id} quarantined in ${q} at ${stage} by ${by}`);
-      return this.toQuarantine(q);
+    const { verdict: v, effects, action } = await this.ctx.stages.decide(stage, this.record, this.message, this.ctx.cfg.vsl.error_status, this.ctx.log);
+    switch (action.kind) {
+      case 'failed':
+        return this.stageFailed(stage, action.why, action.toDead);
+      case 'dead':
+        return this.toDead(action.reason);
+      case 'quarantine':
+        return this.toQuarantine(action.name);
+      case 'continue':
+        break;
     }
     // next, accept, faccept: commit the changes, then go on.
-    if (v.source === 'no rules' && outcome.effects.length === 0) {
+    if (v.source === 'no rules' && effects.length === 0) {
       // Nothing to commit: the stage has no rules. Its "done" mark is not
       // worth an fsync'd record write (two per message, on the directory the
       // SMTP front also syncs): if it is lost in a crash, the stage runs
@@ -181,9 +170,9 @@ export class MessageRun {
       return null;
     }
     try {
-      await this.commitEffects(stage, outcome.effects, () => {
+      await this.commitEffects(stage, effects, () => {
         this.record.stages[stage] = 'done';
-        if (stage === 'postq' && v.status === 'faccept') this.record.stages.delivery = 'skipped';
+        if (action.skipDelivery) this.record.stages.delivery = 'skipped';
       });
     } catch (err) {
       return this.stageFailed(stage, `its changes could not be applied: ${(err as Error).message}`, false);
@@ -283,6 +272,12 @@ export class MessageRun {
     for (const r of open) {
       const route = routeFor(r.transport, r.address, cfg, deps);
       const addr = addressText(r.address);
+      const capture = this.ctx.capture;
+      if (capture !== undefined && (route.kind === 'smtp' || route.kind === 'maildir' || route.kind === 'mbox')) {
+        capture({ transport: route.kind, destination: route.kind === 'smtp' ? route.dest.key : null, mailFrom, rcpts: [addr], data: this.message });
+        tasks.push(settle([r], [delivered(addr, `captured for ${route.kind} (no delivery made)`)]));
+        continue;
+      }
       switch (route.kind) {
         case 'none':
           this.ctx.log.info({ queue_id: this.id, rcpt: addr }, `queue: ${this.id}: delivery disabled for ${addr}`);

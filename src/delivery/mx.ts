@@ -5,7 +5,7 @@
 // answer DNS without touching the network.
 
 import net from 'node:net';
-import { DnsError, type Resolver } from '../builtins/host.js';
+import { DnsError, type Resolver } from '../host/ports.js';
 import { RouteError } from './outcome.js';
 
 export interface Endpoint {

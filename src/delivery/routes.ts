@@ -2,9 +2,9 @@
 // destination (MX for its domain, or a relay target), a local mailbox, or
 // nothing. `default` means `delivery.default`: "mx" or a forward target.
 
-import type { Resolver } from '../builtins/host.js';
+import type { Resolver } from '../host/ports.js';
 import type { Config } from '../config/schema.js';
-import type { MailAddress, Transport } from '../policy/types.js';
+import type { MailAddress, Transport } from '../mail/types.js';
 import { mxEndpoints, relayEndpoints } from './mx.js';
 import { RouteError } from './outcome.js';
 import type { Destination } from './pool.js';

@@ -18,24 +18,24 @@
 
 import { type FSWatcher, promises as fs, watch } from 'node:fs';
 import path from 'node:path';
-import type { Clock, Resolver } from '../builtins/host.js';
-import { systemClock } from '../builtins/host.js';
+import type { Clock, Resolver } from '../host/ports.js';
+import { systemClock } from '../host/ports.js';
 import type { Config } from '../config/schema.js';
 import { ACTIVE, CorruptMessageError, DEFERRED, type Place, type Spool, type SpoolLogger } from '../queue/spool.js';
 import { errCode } from '../queue/durable.js';
 import { isQueueId } from '../queue/id.js';
-import { deliveryTimeouts, MessageRun, type RunResult, type RunStage } from './message-run.js';
+import { deliveryTimeouts, MessageRun, type AfterQueueStages, type RunResult } from './message-run.js';
 import { DeliveryPool } from './pool.js';
 
-export type { RunStage } from './message-run.js';
+export type { AfterQueueStages } from './message-run.js';
 
 export interface SchedulerOptions {
   spool: Spool;
   /** The current configuration (read at each pass, so a reload applies). */
   config: () => Config;
   resolver: Resolver;
-  /** Runs the postq / delivery stage of the policy (wired by the server to the policy engine). */
-  runStage: RunStage;
+  /** The policy's postq / delivery stages (wired by the server: src/policy/after-queue.ts). */
+  stages: AfterQueueStages;
   clock?: Clock;
   log?: SpoolLogger;
   /** Randomness for retry jitter and MX tie order (tests pass () => 0). */
@@ -50,6 +50,8 @@ export interface SchedulerOptions {
   maxInFlight?: number;
   /** Extra trust anchors for verified outgoing TLS. */
   tlsCa?: import('node:tls').SecureContextOptions['ca'];
+  /** Record deliveries instead of making them (mta explain, differential tests). */
+  capture?: import('./message-run.js').DeliveryCapture;
 }
 
 /** Back-off for a message whose pass threw unexpectedly (I/O error): it is retried, not spun on. */
@@ -296,8 +298,9 @@ export class Scheduler {
         clock: this.clock,
         log: this.log,
         random: this.random,
-        runStage: this.opts.runStage,
+        stages: this.opts.stages,
         pool: this.pool,
+        capture: this.opts.capture,
         resolver: this.opts.resolver,
         mxPort: this.opts.mxPort ?? cfg.delivery.mx_port,
       },

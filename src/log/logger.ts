@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 
 // pino-pretty is loaded only for `logs.format = "pretty"`.
 const require = createRequire(import.meta.url);
-import type { Session } from '../policy/types.js';
+import type { Session } from '../mail/types.js';
 
 export type { Logger } from 'pino';
 

@@ -5,7 +5,9 @@
 // Every cell of the §5.2 table is a branch below; test/policy/apply.test.ts
 // walks the whole table.
 
-import type { Remembered, Reply, StatusKind, Verdict } from './types.js';
+import type { Remembered, Reply, StatusKind, Verdict } from '../mail/types.js';
+import { alignEnhanced, makeReply } from '../mail/reply.js';
+
 
 /** The stages that run before queueing, while the client waits for a reply. */
 export type FrontStage = 'connect' | 'helo' | 'authenticate' | 'mail' | 'rcpt' | 'preq';
@@ -44,9 +46,6 @@ export interface Applied {
   effective: StatusKind | 'error';
 }
 
-export function makeReply(code: number, enhanced: string, text: string): Reply {
-  return { code, enhanced, lines: [text] };
-}
 
 // Replies fixed by SPEC §5.1, §5.2 and §4.5.
 export const REPLY_DENY_DEFAULT = makeReply(554, '5.7.1', 'permanent problems with the remote server');
@@ -57,12 +56,6 @@ export const REPLY_AUTH_TEMPFAIL = makeReply(454, '4.7.0', 'Temporary authentica
 export const REPLY_TEMPFAIL_CONNECT = makeReply(421, '4.3.0', 'Temporary local problem, try again later');
 export const REPLY_TEMPFAIL = makeReply(451, '4.3.0', 'Temporary local problem, try again later');
 
-/** Sets the class digit of the enhanced code to the reply's (SPEC §5.8: `451 5.7.24` is sent as `451 4.7.24`). */
-export function alignEnhanced(reply: Reply): Reply {
-  const cls = String(reply.code)[0]!;
-  if (reply.enhanced === '' || reply.enhanced[0] === cls) return reply;
-  return { ...reply, enhanced: cls + reply.enhanced.slice(1) };
-}
 
 function withCode(reply: Reply, code: number): Reply {
   return alignEnhanced({ ...reply, code });

@@ -7,7 +7,8 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { parseDuration } from '../config/units.js';
-import { DnsError, systemClock, type Clock, type HostEnv, type MxRecord, type Resolver } from '../builtins/host.js';
+import { DnsError, systemClock, type Clock, type HostEnv, type MxRecord, type Resolver } from '../host/ports.js';
+import { newHostLocals } from '../host/ports.js';
 import { createResolver } from '../builtins/dns/resolver.js';
 import { createStateStore } from '../builtins/state/index.js';
 
@@ -22,6 +23,7 @@ export function serverEnv(config: Config, mainPath: string, log: Logger, clock: 
     clock,
     log,
     policyDir: path.dirname(path.resolve(mainPath)),
+    locals: newHostLocals(),
   };
 }
 
@@ -79,5 +81,6 @@ export function offlineEnv(config: Config, mainPath: string, log: Logger, record
     clock,
     log,
     policyDir: path.dirname(path.resolve(mainPath)),
+    locals: newHostLocals(),
   };
 }

@@ -8,10 +8,11 @@ import path from 'node:path';
 import { domainToASCII } from 'node:url';
 import type { Logger } from 'pino';
 import type { CompiledPolicy } from '../vsl/compiler.js';
-import type { HostBuiltin, HostCall, HostEnv, MessageView, Effects } from '../builtins/host.js';
+import type { HostBuiltin, HostCall, Effects } from '../builtins/host.js';
+import type { HostEnv } from '../host/ports.js';
+import { type MessageView, STAGES, stageIndex, type Header, type Session, type Stage, type StageEffect, type Transaction } from '../mail/types.js';
 import { arityOk, arityText } from '../vsl/catalog.js';
-import { VslError, fnError, type Value } from '../vsl/runtime/value.js';
-import { STAGES, stageIndex, type Header, type Session, type Stage, type StageEffect, type Transaction } from './types.js';
+import { VslError, fnError, type Value } from '../vsl/values/value.js';
 import { fcrdns } from '../builtins/dns/resolver.js';
 import { confinedReadPath, readableRoots } from '../builtins/core/fs.js';
 

@@ -14,21 +14,24 @@ import type * as A from '../vsl/ast.js';
 import { loadSources, type SourceFile } from '../vsl/loader.js';
 import { compilePolicy, type CompiledPolicy } from '../vsl/compiler.js';
 import type { Diagnostic } from '../vsl/diagnostics.js';
-import type { HostBuiltinRef } from '../vsl/catalog.js';
+import { STDLIB_NAMESPACES, type HostBuiltinRef } from '../vsl/catalog.js';
 import { PolicySandbox, GuestFailure, type StageRun, type GuestError } from '../sandbox/sandbox.js';
 import { defaultConfig, type Config } from '../config/schema.js';
 import { applySet, configFromValue, ConfigError, finishConfig } from '../config/validate.js';
 import { parseDuration, parseSize } from '../config/units.js';
-import { decodeValue, encodeValue } from '../vsl/runtime/wire.js';
-import type { Value } from '../vsl/runtime/value.js';
-import type { ContextData } from '../vsl/runtime/intrinsics.js';
-import type { HostBuiltin, HostEnv } from '../builtins/host.js';
-import { systemClock } from '../builtins/host.js';
+import { decodeValue, encodeValue } from '../vsl/values/wire.js';
+import type { Value } from '../vsl/values/value.js';
+import type { ContextData } from '../vsl/values/context-wire.js';
+import type { HostBuiltin } from '../builtins/host.js';
+import { dataFileValidator } from '../builtins/registry.js';
+import { type HostEnv, systemClock } from '../host/ports.js';
 import { HostBridge, type LoadState } from './host-bridge.js';
-import { STAGES, type Stage } from './types.js';
+import { STAGES, type Stage } from '../mail/types.js';
 import { outsideReadableRoots, readableRoots } from '../builtins/core/fs.js';
-import { formatCidr, parseCidr } from '../vsl/runtime/net.js';
+import { formatCidr, parseCidr } from '../vsl/values/net.js';
+import { stageWarnings } from '../vsl/check.js';
 import { installNodePlatform } from '../vsl/host-platform.js';
+import { newHostLocals } from '../host/ports.js';
 
 installNodePlatform();
 
@@ -93,7 +96,7 @@ function loadStdlib(): Array<{ file: SourceFile; namespace: string }> {
   if (stdlibCache) return stdlibCache;
   const dir = stdlibDir();
   const out: Array<{ file: SourceFile; namespace: string }> = [];
-  for (const [name, ns] of [['state', 'state'], ['code', 'code'], ['prelude', '']] as const) {
+  for (const [name, ns] of [...STDLIB_NAMESPACES.map((n) => [n, n] as const), ['prelude', ''] as const]) {
     const loaded = loadSources(path.join(dir, `${name}.vsl`));
     if (loaded.diagnostics.some((d) => d.severity === 'error')) {
       throw new Error(`stdlib/${name}.vsl: ${loaded.diagnostics.map((d) => d.message).join('; ')}`);
@@ -129,7 +132,7 @@ export function defaultLogger(): Logger {
 export function defaultEnvFor(config: Config, log: Logger, policyDir = process.cwd()): HostEnv {
   // A resolver that fails every lookup: loading never needs DNS.
   const fail = async (): Promise<never> => {
-    const { DnsError } = await import('../builtins/host.js');
+    const { DnsError } = await import('../host/ports.js');
     throw new DnsError('REFUSED', 'load', 'DNS is not available here');
   };
   return {
@@ -141,6 +144,7 @@ export function defaultEnvFor(config: Config, log: Logger, policyDir = process.c
     clock: systemClock,
     log,
     policyDir,
+    locals: newHostLocals(),
   };
 }
 
@@ -158,7 +162,6 @@ export async function loadPolicy(mainPath: string, opts: LoadOptions): Promise<L
 
   const compiled = compilePolicy({ sources: loaded, stdlib: loadStdlib(), host: hostCatalog(opts.builtins) });
   diagnostics.push(...compiled.diagnostics);
-  diagnostics.push(...staticWarnings(loaded.files));
   if (diagnostics.some((d) => d.severity === 'error')) return { ok: false, diagnostics, sources };
 
   const rootPos: A.Pos = { file: loaded.root.display, line: 1, col: 1 };
@@ -230,7 +233,11 @@ export async function loadPolicy(mainPath: string, opts: LoadOptions): Promise<L
       return { name: r.name, kind: r.kind as 'rule' | 'action', at: posText(pos), pos };
     })])) as Record<Stage, RuleInfo[]>;
 
-    diagnostics.push(...policyWarnings(stages, compiled, config, loaded.files, rootPos));
+    diagnostics.push(...stageWarnings(compiled, {
+      rcptDirectives: stages.rcpt.length,
+      authenticateDirectives: stages.authenticate.length,
+      authOffered: authOffered(config),
+    }, rootPos));
     const dataDiags = validateDataFiles(compiled, opts.builtins, readableRoots(path.dirname(abs), config.vsl.data_dir));
     diagnostics.push(...dataDiags);
     if (diagnostics.some((d) => d.severity === 'error')) {
@@ -341,69 +348,11 @@ export function serverInfo(config: Config, hostname: string) {
   };
 }
 
-// ---------------------------------------------------------------- warnings (SPEC §11.2)
-
-const RELAY_CONTROLS = new Set(['check_rcpt_relay', 'reject_unauth_destination', 'smtpd_check_rules', 'mapping::check']);
-
-function policyWarnings(stages: Record<Stage, RuleInfo[]>, compiled: CompiledPolicy, config: Config, files: SourceFile[], rootPos: A.Pos): Diagnostic[] {
-  const out: Diagnostic[] = [];
-  const rcptPos = compiled.stageKeyPos['rcpt'] ?? compiled.stageMapPos ?? rootPos;
-  if (stages.rcpt.length === 0) {
-    out.push(diag(compiled.stageMapPos ?? rootPos, 'no rcpt rules: the built-in relay guard applies', 'the guard accepts local domains, authenticated clients and server.relay_networks', 'warning'));
-  } else {
-    const called = new Set<string>();
-    for (const f of files) walkCalls(f.program.body, (c) => { called.add(c.join('::')); called.add(c[c.length - 1]!); });
-    if (![...RELAY_CONTROLS].some((n) => called.has(n))) {
-      out.push(diag(rcptPos, 'rcpt rules call no relay control', 'add check_rcpt_relay(…), postfix::reject_unauth_destination(), smtpd_check_rules(…) or mapping::check(…)', 'warning'));
-    }
-  }
-  const authConfigured = config.server.auth.backend !== null || config.server.interfaces.addr_submission.length > 0 || config.server.interfaces.addr_submissions.length > 0;
-  if (authConfigured && stages.authenticate.length === 0 && config.server.auth.mechanisms.length > 0) {
-    out.push(diag(compiled.stageMapPos ?? rootPos, 'AUTH mechanisms are configured but the authenticate stage has no rules, so AUTH is not offered', 'add authenticate: [ rule "auth" || auth::unix_users() ]', 'warning'));
-  }
-  return out;
-}
-
-function walkCalls(stmts: A.Stmt[], cb: (callee: string[]) => void): void {
-  const visit = (n: unknown): void => {
-    if (!n || typeof n !== 'object') return;
-    if (Array.isArray(n)) { n.forEach(visit); return; }
-    const o = n as Record<string, unknown>;
-    if (o.kind === 'Call') cb(o.callee as string[]);
-    for (const [k, v] of Object.entries(o)) if (k !== 'pos' && typeof v === 'object') visit(v);
-  };
-  visit(stmts);
-}
-
-/** Static checks: CIDR literals with host bits set (warning), invalid literals in objects are load-time runtime errors. */
-function staticWarnings(files: SourceFile[]): Diagnostic[] {
-  const out: Diagnostic[] = [];
-  const visit = (n: unknown): void => {
-    if (!n || typeof n !== 'object') return;
-    if (Array.isArray(n)) { n.forEach(visit); return; }
-    const o = n as Record<string, unknown>;
-    let lit: { value: string; pos: A.Pos } | null = null;
-    if (o.kind === 'Call') {
-      const callee = o.callee as string[];
-      const args = o.args as A.Expr[];
-      if (callee.length === 1 && (callee[0] === 'rg4' || callee[0] === 'rg6') && args[0]?.kind === 'Str') lit = { value: args[0].value, pos: args[0].pos };
-    }
-    if (o.kind === 'Object' && (o.type === 'rg4' || o.type === 'rg6') && (o.value as A.Expr).kind === 'Str') {
-      const v = o.value as A.StrLit;
-      lit = { value: v.value, pos: v.pos };
-    }
-    if (lit) {
-      const c = parseCidr(lit.value);
-      if (c && c.hostBitsSet) out.push(diag(lit.pos, `network ${lit.value} has host bits set; it means ${formatNet(lit.value, c)}`, 'write the network address', 'warning'));
-    }
-    for (const [k, v] of Object.entries(o)) if (k !== 'pos' && typeof v === 'object') visit(v);
-  };
-  for (const f of files) visit(f.program.body);
-  return out;
-}
-
-function formatNet(text: string, c: ReturnType<typeof parseCidr>): string {
-  return c ? formatCidr(c) : text;
+/** AUTH is configured (a backend or a submission listener, with mechanisms): the §11.2 warning applies. */
+function authOffered(config: Config): boolean {
+  const s = config.server;
+  const configured = s.auth.backend !== null || s.interfaces.addr_submission.length > 0 || s.interfaces.addr_submissions.length > 0;
+  return configured && s.auth.mechanisms.length > 0;
 }
 
 /** Data files named by literals are validated at load (SPEC §7.1). */
@@ -415,7 +364,7 @@ function validateDataFiles(compiled: CompiledPolicy, builtins: HostBuiltin[], re
       out.push(diag(d.pos, `file: '${d.spec}': ${outside}`));
       continue;
     }
-    const validator = dataFileValidators.get(d.fn);
+    const validator = dataFileValidator(d.fn);
     if (!validator) {
       if (!fs.existsSync(d.path)) out.push(diag(d.pos, `${d.fn}: no such file '${d.spec}'`, 'data file paths are relative to the file that names them'));
       continue;
@@ -433,6 +382,3 @@ function validateDataFiles(compiled: CompiledPolicy, builtins: HostBuiltin[], re
   void builtins;
   return out;
 }
-
-/** Validators for data files, by the function that reads them: (directory of the naming file, path as written). */
-export const dataFileValidators = new Map<string, (dir: string, spec: string) => Array<{ file: string; line: number; col?: number; message: string; severity?: 'error' | 'warning' }>>();

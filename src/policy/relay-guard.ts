@@ -4,10 +4,10 @@
 // otherwise `554 5.7.1 Relay access denied`, the recipient is not added and
 // the session continues. Remembered statuses never bypass it.
 
-import { localDomainMatcher } from '../vsl/runtime/address.js';
-import { cidrContainsIp, parseCidr, parseIp, type Cidr } from '../vsl/runtime/net.js';
-import { makeReply } from './apply.js';
-import type { MailAddress, Reply, Session, Verdict } from './types.js';
+import { localDomainMatcher } from '../vsl/values/address.js';
+import { cidrContainsIp, parseCidr, parseIp, type Cidr } from '../vsl/values/net.js';
+import { makeReply } from '../mail/reply.js';
+import type { MailAddress, Reply, Session, Verdict } from '../mail/types.js';
 
 export const REPLY_RELAY_DENIED: Reply = makeReply(554, '5.7.1', 'Relay access denied');
 

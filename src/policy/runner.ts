@@ -3,12 +3,11 @@
 // effects the rules recorded (SPEC §3.3, §5.7).
 
 import type { Logger } from 'pino';
-import type { MessageView } from '../builtins/host.js';
-import { toReply } from '../vsl/runtime/code.js';
-import type { ContextData } from '../vsl/runtime/intrinsics.js';
+import type { MessageView, Session, Stage, StageOutcome, StageRunner, Transaction, Verdict } from '../mail/types.js';
+import { toReply } from '../vsl/values/code.js';
+import type { ContextData } from '../vsl/values/context-wire.js';
 import { RecordingEffects, type EvalState } from './host-bridge.js';
 import type { PolicyVersion } from './load.js';
-import type { Session, Stage, StageOutcome, StageRunner, Transaction, Verdict } from './types.js';
 
 export interface RunnerOptions {
   /** The current policy version (swapped by hot reload). */
@@ -22,7 +21,7 @@ export interface RunnerOptions {
   stats?: { recordStage(stage: string, ms: number): void };
 }
 
-/** Builds the per-evaluation context the guest reads (src/vsl/runtime/intrinsics.ts ContextData). */
+/** Builds the per-evaluation context the guest reads (src/vsl/values/context-wire.ts ContextData). */
 export function contextData(stage: Stage, s: Session, t: Transaction | null, now: number, creds?: ContextData['creds']): ContextData {
   return {
     now,

@@ -4,17 +4,7 @@
 // session so the postq and delivery stages can run later (SPEC §4.1, §5.3).
 // Times are ISO 8601 strings so the file stays readable with `cat`.
 
-import type {
-  ListenerKind,
-  MailAddress,
-  Recipient,
-  Remembered,
-  Session,
-  StageEffect,
-  TlsInfo,
-  Transaction,
-  Transport,
-} from '../policy/types.js';
+import type { ListenerKind, MailAddress, Recipient, Remembered, Session, StageEffect, TlsInfo, Transaction, Transport } from '../mail/types.js';
 import { isQuarantineName, isQueueId } from './id.js';
 
 export const ENVELOPE_VERSION = 1;

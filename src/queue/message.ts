@@ -3,9 +3,9 @@
 // edits a stage may commit (SPEC §7.5). Fields are kept as raw bytes, so a
 // field nobody edits is written back byte for byte.
 
-import type { MessageView } from '../builtins/host.js';
-import type { StageEffect } from '../policy/types.js';
-import { addressText } from '../policy/types.js';
+import type { MessageView } from '../mail/types.js';
+import type { StageEffect } from '../mail/types.js';
+import { applyHeaderEffect, applyMessageEdit, isHeaderName, isMessageEffect, sameHeaderName, type HeaderBlock } from '../mail/effects.js';
 
 interface Field {
   /** Name as written (empty for a malformed line without a colon). */
@@ -65,7 +65,7 @@ function fieldValue(f: Field): string {
 }
 
 export function checkHeaderName(name: string): void {
-  if (!/^[\x21-\x39\x3b-\x7e]+$/.test(name)) throw new Error(`invalid header name ${JSON.stringify(name)}`);
+  if (!isHeaderName(name)) throw new Error(`invalid header name ${JSON.stringify(name)}`);
 }
 
 function checkHeaderValue(value: string): void {
@@ -98,71 +98,42 @@ export function foldField(name: string, value: string): Buffer {
 }
 
 function same(a: string, b: string): boolean {
-  return a.toLowerCase() === b.toLowerCase();
+  return sameHeaderName(a, b);
 }
 
-/** Splits an address list at commas outside quotes, angle brackets and comments. */
-function splitAddressList(value: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let quoted = false;
-  let angle = 0;
-  let paren = 0;
-  for (let i = 0; i < value.length; i++) {
-    const c = value[i]!;
-    if (quoted) {
-      cur += c;
-      if (c === '\\' && i + 1 < value.length) cur += value[++i];
-      else if (c === '"') quoted = false;
-      continue;
-    }
-    if (c === '"') quoted = true;
-    else if (c === '<') angle++;
-    else if (c === '>') angle = Math.max(0, angle - 1);
-    else if (c === '(') paren++;
-    else if (c === ')') paren = Math.max(0, paren - 1);
-    else if (c === ',' && angle === 0 && paren === 0) {
-      if (cur.trim()) out.push(cur.trim());
-      cur = '';
-      continue;
-    }
-    cur += c;
-  }
-  if (cur.trim()) out.push(cur.trim());
-  return out;
-}
-
-/** The addr-spec of one mailbox text (`"Name" <a@b>` → `a@b`). */
-function mailboxAddress(mailbox: string): string {
-  const m = /<([^<>]*)>\s*(?:\([^)]*\)\s*)?$/.exec(mailbox);
-  if (m) return m[1]!.trim();
-  return mailbox.replace(/\([^)]*\)/g, '').trim();
-}
-
-/** Replaces the addr-spec of a mailbox, keeping its display name. */
-function replaceMailbox(mailbox: string, address: string): string {
-  const m = /<([^<>]*)>/.exec(mailbox);
-  if (m) return mailbox.slice(0, m.index) + `<${address}>` + mailbox.slice(m.index + m[0].length);
-  return address;
-}
-
-function editAddressField(s: Split, name: string, edit: (list: string[]) => string[]): void {
-  const i = s.fields.findIndex((f) => same(f.name, name));
-  const list = i >= 0 ? splitAddressList(fieldValue(s.fields[i]!)) : [];
-  const next = edit(list);
-  if (next.length === 0) {
-    if (i >= 0) s.fields.splice(i, 1);
-    return;
-  }
-  const field = { name, raw: foldField(i >= 0 ? s.fields[i]!.name : name, next.join(', ')) };
-  if (i >= 0) s.fields[i] = field;
-  else s.fields.push(field);
+/** A spooled message's header fields as a HeaderBlock (folding at 78 columns, names and values checked). */
+function fieldsBlock(s: Split): HeaderBlock {
+  const field = (name: string, value: string) => {
+    checkHeaderValue(value);
+    return { name, raw: foldField(name, value) };
+  };
+  return {
+    get: (name) => {
+      const f = s.fields.find((x) => same(x.name, name));
+      return f === undefined ? null : fieldValue(f);
+    },
+    append: (name, value) => void s.fields.push(field(name, value)),
+    prepend: (name, value) => void s.fields.unshift(field(name, value)),
+    set(name, value) {
+      const i = s.fields.findIndex((f) => same(f.name, name));
+      if (i >= 0) s.fields[i] = field(s.fields[i]!.name, value);
+      else s.fields.push(field(name, value));
+    },
+    rename(name, newName) {
+      checkHeaderName(newName);
+      for (const f of s.fields) {
+        if (!same(f.name, name)) continue;
+        const text = f.raw.toString('latin1');
+        f.raw = Buffer.concat([Buffer.from(newName, 'latin1'), f.raw.subarray(text.indexOf(':'))]);
+        f.name = newName;
+      }
+    },
+    remove: (name) => void (s.fields = s.fields.filter((f) => !same(f.name, name))),
+  };
 }
 
 /** Whether an effect edits the message (as opposed to the envelope). */
-export function isMessageEffect(e: StageEffect): boolean {
-  return e.kind === 'header' || e.kind === 'msg_from' || e.kind === 'msg_rcpt';
-}
+export { isMessageEffect };
 
 /**
  * Applies header and From:/To: edits in order and returns the new message.
@@ -170,52 +141,12 @@ export function isMessageEffect(e: StageEffect): boolean {
  */
 export function applyMessageEffects(message: Buffer, effects: StageEffect[]): Buffer {
   const s = split(message);
+  const block = fieldsBlock(s);
   for (const e of effects) {
-    switch (e.kind) {
-      case 'header': {
-        checkHeaderName(e.name);
-        if (e.op === 'append') s.fields.push({ name: e.name, raw: foldField(e.name, e.value) });
-        else if (e.op === 'prepend') s.fields.unshift({ name: e.name, raw: foldField(e.name, e.value) });
-        else if (e.op === 'set') {
-          const i = s.fields.findIndex((f) => same(f.name, e.name));
-          const field = { name: e.name, raw: foldField(e.name, e.value) };
-          if (i >= 0) s.fields[i] = field;
-          else s.fields.push(field);
-        } else if (e.op === 'rename') {
-          checkHeaderName(e.newName);
-          for (const f of s.fields) {
-            if (!same(f.name, e.name)) continue;
-            const text = f.raw.toString('latin1');
-            f.raw = Buffer.concat([Buffer.from(e.newName, 'latin1'), f.raw.subarray(text.indexOf(':'))]);
-            f.name = e.newName;
-          }
-        } else if (e.op === 'remove') {
-          s.fields = s.fields.filter((f) => !same(f.name, e.name));
-        }
-        break;
-      }
-      case 'msg_from': {
-        const i = s.fields.findIndex((f) => same(f.name, 'From'));
-        const addr = addressText(e.address);
-        if (i < 0) s.fields.push({ name: 'From', raw: foldField('From', addr) });
-        else s.fields[i] = { name: 'From', raw: foldField(s.fields[i]!.name, replaceMailbox(fieldValue(s.fields[i]!), addr)) };
-        break;
-      }
-      case 'msg_rcpt': {
-        const target = addressText(e.address);
-        editAddressField(s, 'To', (list) => {
-          if (e.op === 'add') {
-            return list.some((m) => same(mailboxAddress(m), target)) ? list : [...list, target];
-          }
-          if (e.op === 'rm') return list.filter((m) => !same(mailboxAddress(m), target));
-          const to = e.to ? addressText(e.to) : target;
-          return list.map((m) => (same(mailboxAddress(m), target) ? replaceMailbox(m, to) : m));
-        });
-        break;
-      }
-      default:
-        break;
-    }
+    if (e.kind === 'header') {
+      checkHeaderName(e.name);
+      applyHeaderEffect(block, e);
+    } else if (e.kind === 'msg_from' || e.kind === 'msg_rcpt') applyMessageEdit(block, e);
   }
   return join(s);
 }

@@ -34,19 +34,10 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { Clock } from '../builtins/host.js';
-import { systemClock } from '../builtins/host.js';
-import type { MailAddress, Recipient, Remembered, Session } from '../policy/types.js';
-import {
-  CorruptRecordError,
-  ENVELOPE_VERSION,
-  type EnvelopeRecord,
-  newRecipientRecord,
-  parseRecord,
-  serializeRecord,
-  type SessionSnapshot,
-  snapshotSession,
-} from './envelope.js';
+import type { Clock } from '../host/ports.js';
+import { systemClock } from '../host/ports.js';
+import type { MailAddress, Recipient, Remembered, Session } from '../mail/types.js';
+import { CorruptRecordError, ENVELOPE_VERSION, type EnvelopeRecord, newRecipientRecord, parseRecord, serializeRecord, type SessionSnapshot, snapshotSession } from './envelope.js';
 import { DirSyncBatcher, ensureDir, errCode, fsyncDir, processAlive, removeFile, tmpName, tmpNamePid, writeDurable } from './durable.js';
 import { isQuarantineName, isQueueId } from './id.js';
 import { FileRecycler, writeReused } from './recycle.js';

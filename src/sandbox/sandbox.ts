@@ -30,14 +30,14 @@ import {
 } from 'quickjs-emscripten';
 import type { CompiledPolicy } from '../vsl/compiler.js';
 import type { Pos } from '../vsl/ast.js';
-import { decodeValue, toWire } from '../vsl/runtime/wire.js';
-import { Status, statusFromWire } from '../vsl/runtime/status.js';
-import { encodeContext } from '../vsl/runtime/context-wire.js';
-import type { ContextData } from '../vsl/runtime/intrinsics.js';
-import { VslError, type Value } from '../vsl/runtime/value.js';
+import { decodeValue, toWire } from '../vsl/values/wire.js';
+import { Status, statusFromWire } from '../vsl/values/status.js';
+import { encodeContext } from '../vsl/values/context-wire.js';
+import type { ContextData } from '../vsl/values/context-wire.js';
+import { VslError, type Value } from '../vsl/values/value.js';
 import { SandboxThread } from './thread.js';
 
-/** Must equal GUEST_PROTOCOL in src/vsl/runtime/guest-entry.ts (not imported: that module is the guest bundle's entry). */
+/** Must equal GUEST_PROTOCOL in src/vsl/guest/guest-entry.ts (not imported: that module is the guest bundle's entry). */
 const GUEST_PROTOCOL = 2;
 
 /** Statuses decoded lately, by wire text: a policy returns the same few (immutable) statuses over and over. */
@@ -444,7 +444,7 @@ export class PolicySandbox {
   }
 
   /**
-   * Evaluates one stage with the given context data (src/vsl/runtime/intrinsics.ts
+   * Evaluates one stage with the given context data (src/vsl/guest/intrinsics.ts
    * ContextData). Directive 0's clock starts here; a stage that needs no I/O
    * completes inside the one guest call (see runStage in guest-entry.ts).
    */
@@ -690,7 +690,7 @@ function samePos(a: Pos, b: Pos): boolean {
   return a.file === b.file && a.line === b.line && a.col === b.col;
 }
 
-/** An error as the guest describes it (src/vsl/runtime/guest-entry.ts describe()). */
+/** An error as the guest describes it (src/vsl/guest/guest-entry.ts describe()). */
 interface RawGuestError {
   message: string;
   stack: string;

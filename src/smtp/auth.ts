@@ -4,10 +4,11 @@
 // sessions). The password is only ever held in the credentials object handed
 // to the stage, wiped afterwards; nothing here logs it.
 
-import type { Reply } from '../policy/types.js';
+import type { Reply } from '../mail/types.js';
 import { REPLY_AUTH_SUCCESS } from '../policy/apply.js';
-import { withCredentials, type AuthCredentials } from './credentials.js';
-import { makeReply, R } from './replies.js';
+import { withCredentials, type AuthCredentials } from '../policy/credentials.js';
+import { makeReply } from '../mail/reply.js';
+import { R } from './replies.js';
 import type { SmtpProtocol } from './protocol.js';
 import { decideStage } from '../policy/stage-machine.js';
 

@@ -13,7 +13,7 @@
 //     server (13 addresses × 20 = all 256 slots) still leave room for
 //     everyone else to connect.
 
-import { formatIPv6, mask6, parseIp, unmapIp } from '../vsl/runtime/net.js';
+import { formatIPv6, mask6, parseIp, unmapIp } from '../vsl/values/net.js';
 
 export interface SlotLimits {
   /** client_count_max */

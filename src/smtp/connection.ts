@@ -31,15 +31,16 @@ import { SMTPConnection, type SMTPConnectionOptions } from 'smtp-server/lib/smtp
 import type { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 import { connectionLogger } from '../log/logger.js';
 import { REPLY_TEMPFAIL_CONNECT } from '../policy/apply.js';
-import type { Reply, TlsInfo } from '../policy/types.js';
-import { normalizeIp } from '../vsl/runtime/address.js';
+import { type Reply, type TlsInfo, newSession } from '../mail/types.js';
+import { normalizeIp } from '../vsl/values/address.js';
 import type { FrontContext, ListenerContext, Tracked } from './context.js';
 import { SmtpProtocol } from './protocol.js';
 import { clientGroup } from './client-slots.js';
-import { makeReply, R } from './replies.js';
+import { makeReply } from '../mail/reply.js';
+import { R } from './replies.js';
 import type { VslSmtpServer } from './server.js';
 import type { Settings } from './settings.js';
-import { newSession, SessionState } from './state.js';
+import { SessionState } from './state.js';
 import type { DataEnd, Wire } from './wire.js';
 
 export class VslConnection extends SMTPConnection implements Wire, Tracked {

@@ -3,8 +3,8 @@
 // live connections that the connection limits and the graceful stop use.
 
 import type { Logger } from 'pino';
-import type { Clock } from '../builtins/host.js';
-import type { ListenerKind, StageRunner } from '../policy/types.js';
+import type { Clock } from '../host/ports.js';
+import type { ListenerKind, StageRunner } from '../mail/types.js';
 import type { Settings } from './settings.js';
 import type { AuthAttemptGate, SlotGate } from './shared-limits.js';
 import type { MessageSink } from './sink.js';
@@ -31,6 +31,8 @@ export interface FrontContext {
   slots: SlotGate;
   /** Whether a certificate is loaded (STARTTLS offered, implicit TLS possible). */
   tlsAvailable(): boolean;
+  /** Sees every stage decision (mta explain); see src/policy/stage-machine.ts. */
+  observe?: import('../policy/stage-machine.js').DecisionObserver;
 }
 
 export interface ListenerContext {

@@ -2,9 +2,9 @@
 // (SPEC §4.1 preq, §4.5, §10): the checks on the bytes, the Received: and
 // pending headers, the preq stage, the spool, and only then the 250.
 
-import { receivedHeader } from '../policy/received.js';
-import type { Reply, Session } from '../policy/types.js';
-import { applyMessageEdit } from './effects.js';
+import { receivedHeader } from '../mail/received.js';
+import type { Reply, Session } from '../mail/types.js';
+import { applyMessageEdit } from '../mail/effects.js';
 import { DataCollector, MessageDraft, type DataProblem } from './message.js';
 import type { SmtpProtocol } from './protocol.js';
 import { R } from './replies.js';

@@ -11,9 +11,9 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { SMTPServerOptions } from 'smtp-server';
-import { systemClock, type Clock } from '../builtins/host.js';
+import { systemClock, type Clock } from '../host/ports.js';
 import type { Config } from '../config/schema.js';
-import type { ListenerKind, StageRunner } from '../policy/types.js';
+import type { ListenerKind, StageRunner } from '../mail/types.js';
 import { newQueueId } from '../queue/id.js';
 import { ConnectionRegistry, type AuthFailureTracker, type FrontContext } from './context.js';
 import { VslSmtpServer } from './server.js';
@@ -33,6 +33,8 @@ export interface SmtpFrontOptions {
   clientSlots?: SlotGate;
   /** Transaction id generator; the queue's newQueueId() by default. */
   newId?: () => string;
+  /** Sees every stage decision (mta explain). */
+  observe?: import('../policy/stage-machine.js').DecisionObserver;
 }
 
 export interface AcceptOptions {
@@ -122,6 +124,7 @@ export function createSmtpFront(opts: SmtpFrontOptions): SmtpFront {
     registry,
     slots: opts.clientSlots ?? localSlots(),
     tlsAvailable: () => tls !== null,
+    observe: opts.observe,
   };
 
   function serverOptions(kind: ListenerKind): SMTPServerOptions {

@@ -3,8 +3,9 @@
 // server prepends (Received:, pending headers), the header edits of preq,
 // and the MessageView the preq stage reads (src/builtins/host.ts).
 
-import type { MessageView } from '../builtins/host.js';
-import type { Header } from '../policy/types.js';
+import type { MessageView } from '../mail/types.js';
+import type { Header } from '../mail/types.js';
+import { isHeaderName } from '../mail/effects.js';
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -94,7 +95,7 @@ export interface ParsedMessage {
 
 // RFC 5322 field name: printable ASCII except colon.
 function isFieldName(name: string): boolean {
-  return name.length > 0 && /^[\x21-\x39\x3b-\x7e]+$/.test(name);
+  return isHeaderName(name);
 }
 
 /**

@@ -3,7 +3,7 @@
 // src/vsl/runtime/address.ts (parsePathArgument); this file checks the
 // keyword and reads the ESMTP parameters after the path.
 
-import type { Reply } from '../policy/types.js';
+import type { Reply } from '../mail/types.js';
 import { R } from './replies.js';
 
 /**

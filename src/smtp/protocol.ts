@@ -7,14 +7,16 @@
 import { isUtf8 } from 'node:buffer';
 import type { Logger } from 'pino';
 import type { Applied } from '../policy/apply.js';
-import { addressText, type Reply, type Transaction } from '../policy/types.js';
-import { parsePath, parsePathArgument } from '../vsl/runtime/address.js';
+import { addressText, type Reply, type Transaction } from '../mail/types.js';
+import { parsePath, parsePathArgument } from '../vsl/values/address.js';
+import { parseIPv4, parseIPv6 } from '../vsl/values/net.js';
 import { handleAuth, handleAuthContinuation, type SaslState } from './auth.js';
 import type { FrontContext, ListenerContext } from './context.js';
 import { receiveMessage } from './data.js';
-import { sameAddress } from './effects.js';
+import { sameAddress } from '../mail/effects.js';
 import { afterKeyword, mailParams, rcptParams } from './params.js';
-import { makeReply, R, replyFromString } from './replies.js';
+import { makeReply, replyFromString } from '../mail/reply.js';
+import { R } from './replies.js';
 import type { Settings } from './settings.js';
 import { decideStage } from '../policy/stage-machine.js';
 import type { SessionState } from './state.js';
@@ -26,7 +28,8 @@ import type { Wire } from './wire.js';
 const CONTROLS = /[\x00-\x08\x0a-\x1f\x7f]/;
 const HTTP_REQUEST = /^(?:GET|HEAD|POST|PUT|DELETE|OPTIONS|TRACE|CONNECT|PATCH) \S+ HTTP\/\d/i;
 
-type Handler = (p: SmtpProtocol, args: string, verb: string) => Promise<void>;
+/** A command: its arguments with trailing blanks removed, the verb, and the arguments exactly as sent. */
+type Handler = (p: SmtpProtocol, args: string, verb: string, rawArgs: string) => Promise<void>;
 
 export class SmtpProtocol {
   /** A SASL exchange waiting for the client's next line. */
@@ -83,7 +86,7 @@ export class SmtpProtocol {
     const args = sp < 0 ? '' : trimmed.slice(sp + 1);
     const handler = COMMANDS[verb];
     if (handler !== undefined) {
-      await handler(this, args, verb);
+      await handler(this, args, verb, sp < 0 ? text.slice(verb.length) : text.slice(sp + 1));
       return;
     }
     if (HTTP_REQUEST.test(trimmed)) {
@@ -125,10 +128,12 @@ export class SmtpProtocol {
   }
 }
 
-async function helo(p: SmtpProtocol, args: string, verb: string): Promise<void> {
+async function helo(p: SmtpProtocol, _args: string, verb: string, rawArgs: string): Promise<void> {
   p.wire.markAwaited();
-  const host = args.trim();
-  if (host === '' || /\s/.test(host) || host.length > 255) {
+  // Exactly one space, the name, nothing after it (RFC 5321 §4.1.1.1): a
+  // doubled or trailing blank is refused, as vSMTP does.
+  const host = rawArgs;
+  if (host === '' || /\s/.test(host) || host.length > 255 || (p.settings.heloStrict && !isHeloName(host))) {
     await p.wire.reply(R.badArguments(`Syntax: ${verb} hostname`));
     return;
   }
@@ -142,6 +147,23 @@ async function helo(p: SmtpProtocol, args: string, verb: string): Promise<void> 
   // A refused HELO is not recorded: MAIL gets 503 until one succeeds.
   if (!applied.accept) state.session.helo = null;
   await p.replyApplied(applied);
+}
+
+/**
+ * A HELO/EHLO argument as RFC 5321 §4.1.2 writes it: a domain (LDH labels;
+ * UTF-8 labels allowed, RFC 6531) or an address literal `[a.b.c.d]` /
+ * `[IPv6:…]`. Checked only under `server.smtp.helo_syntax = "strict"`:
+ * otherwise such names reach the helo rules (SPEC §8.2 judges them there).
+ */
+function isHeloName(host: string): boolean {
+  if (host.startsWith('[')) {
+    if (!host.endsWith(']')) return false;
+    const inner = host.slice(1, -1);
+    if (/^ipv6:/i.test(inner)) return parseIPv6(inner.slice(5)) !== null;
+    return parseIPv4(inner) !== null;
+  }
+  const labels = host.split('.');
+  return labels.every((l) => l.length >= 1 && l.length <= 63 && /^(?:[A-Za-z0-9]|[^\x00-\x7f])(?:[A-Za-z0-9-]|[^\x00-\x7f])*$/.test(l) && !l.endsWith('-'));
 }
 
 async function mail(p: SmtpProtocol, args: string): Promise<void> {

@@ -5,10 +5,10 @@
 // (connection.ts) never lets the library answer a command, so these are the
 // only replies a client sees besides those decided by the policy.
 
-import { makeReply, REPLY_AUTH_INVALID } from '../policy/apply.js';
-import type { Reply } from '../policy/types.js';
+import { makeReply } from '../mail/reply.js';
+import { REPLY_AUTH_INVALID } from '../policy/apply.js';
+import type { Reply } from '../mail/types.js';
 
-export { makeReply };
 
 export const R = {
   ok: makeReply(250, '2.0.0', 'Ok'),
@@ -52,30 +52,3 @@ export const R = {
 } as const;
 
 // Control characters other than tab have no place in a reply (SPEC §5.8).
-const CONTROLS = /[\x00-\x08\x0a-\x1f\x7f]/g;
-
-/**
- * The lines of a reply as sent, without CRLF: every line repeats the code
- * and the enhanced code, all but the last use `-` (SPEC §5.8).
- */
-export function replyLines(reply: Reply): string[] {
-  const lines = reply.lines.length > 0 ? reply.lines : [''];
-  return lines.map((text, i) => {
-    const sep = i < lines.length - 1 ? '-' : ' ';
-    const body = reply.enhanced === '' ? text : `${reply.enhanced} ${text}`;
-    // an empty text still gets its separator: `334 ` (RFC 4954)
-    return `${reply.code}${sep}${body.replace(CONTROLS, ' ')}`;
-  });
-}
-
-/** The first line of a reply, for logs. */
-export function replyText(reply: Reply): string {
-  return replyLines(reply)[0]!;
-}
-
-/** A reply written as text (`501 5.1.7 Bad sender address syntax`), as src/vsl/runtime/address.ts gives them. */
-export function replyFromString(text: string): Reply {
-  const m = /^(\d{3})(?:[ -](\d\.\d{1,3}\.\d{1,3}))?(?:[ -](.*))?$/s.exec(text.trim());
-  if (m === null) return makeReply(451, '4.3.0', 'Temporary local problem, try again later');
-  return { code: Number(m[1]), enhanced: m[2] ?? '', lines: (m[3] ?? '').split(/\r?\n/) };
-}

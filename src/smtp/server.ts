@@ -10,7 +10,7 @@ import type net from 'node:net';
 import type tls from 'node:tls';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import type { SMTPConnectionOptions, TLSError } from 'smtp-server/lib/smtp-connection.js';
-import { normalizeIp } from '../vsl/runtime/address.js';
+import { normalizeIp } from '../vsl/values/address.js';
 import { VslConnection } from './connection.js';
 import type { ListenerContext } from './context.js';
 

@@ -38,6 +38,8 @@ export interface Settings {
   errorStatus: 'tempfail' | 'deny';
   /** More Received: headers than this refuse the message (SPEC §4.5). */
   maxReceived: number;
+  /** Refuse HELO/EHLO names that are no domain or address literal (`server.smtp.helo_syntax`). */
+  heloStrict: boolean;
 }
 
 export function settingsFromConfig(config: Config): Settings {
@@ -69,5 +71,6 @@ export function settingsFromConfig(config: Config): Settings {
     authRequiresTls: s.tls.require_for_auth && !s.auth.allow_plaintext,
     errorStatus: config.vsl.error_status,
     maxReceived: 50,
+    heloStrict: s.smtp.helo_syntax === 'strict',
   };
 }

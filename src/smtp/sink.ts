@@ -3,7 +3,7 @@
 // resolved, so enqueue() MUST resolve only once the message is on disk
 // (files and directory entries fsync'ed, SPEC §10), and reject otherwise.
 
-import type { MailAddress, Recipient, Remembered, Session } from '../policy/types.js';
+import type { MailAddress, Recipient, Remembered, Session } from '../mail/types.js';
 
 export interface EnqueueRequest {
   /** Queue id = transaction id, assigned at MAIL. */

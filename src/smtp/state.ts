@@ -1,7 +1,7 @@
 // The state of one SMTP session besides the socket: the policy Session and
-// Transaction (src/policy/types.ts) plus what the front keeps next to them.
+// Transaction (src/mail/types.ts) plus what the front keeps next to them.
 
-import type { Header, ListenerKind, Remembered, Session, StageEffect, TlsInfo, Transaction } from '../policy/types.js';
+import type { Header, ListenerKind, Remembered, Session, StageEffect, TlsInfo, Transaction } from '../mail/types.js';
 
 /** Per-transaction data the policy types do not carry. */
 export interface TxnExtra {
@@ -52,29 +52,4 @@ export class SessionState {
     this.session.pendingHeaders = this.connectPending.map((h) => ({ ...h }));
     this.authFailures = 0;
   }
-}
-
-export interface NewSession {
-  id: string;
-  listener: ListenerKind;
-  clientIp: string;
-  clientPort: number;
-  serverIp: string;
-  serverPort: number;
-  serverName: string;
-  connectedAt: Date;
-  tls: TlsInfo | null;
-}
-
-/** A session right after accept, before the connect stage. */
-export function newSession(n: NewSession): Session {
-  return {
-    ...n,
-    helo: null,
-    esmtp: false,
-    auth: null,
-    pipeliningViolation: false,
-    remembered: null,
-    pendingHeaders: [],
-  };
 }

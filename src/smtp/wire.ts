@@ -3,7 +3,7 @@
 // VslConnection on top of smtp-server (connection.ts); nothing in the
 // protocol layer touches the library.
 
-import type { Reply, TlsInfo } from '../policy/types.js';
+import type { Reply, TlsInfo } from '../mail/types.js';
 
 export type DataEnd = 'end' | 'aborted';
 

@@ -1,7 +1,8 @@
 // The vSL syntax tree (SPEC §2–§3). Produced by parser.ts, consumed by the
-// resolver/compiler. Every node carries the position of its first token (for
-// operators: the operator token), so load errors and runtime errors can name
-// file:line:col. Lines and columns are 1-based; columns count code points.
+// compiler passes (resolve.ts, check.ts, emit.ts). Every node carries the
+// position of its first token (for operators: the operator token), so load
+// errors and runtime errors can name file:line:col. Lines and columns are
+// 1-based; columns count code points.
 
 export interface Pos {
   file: string;
@@ -135,4 +136,60 @@ export type Stmt =
 export interface Program {
   file: string;
   body: Stmt[];
+}
+
+// ---------------------------------------------------------------- walking the tree
+
+/**
+ * Visits the direct children of an expression: sub-expressions with `visitE`,
+ * statements of blocks with `visitS`. The one tree walker of the compiler's
+ * passes (resolve, check, emit): each pass decides where to stop descending.
+ */
+export function forEachChild(e: Expr, visitE: (e: Expr | undefined) => void, visitS: (s: Stmt) => void): void {
+  switch (e.kind) {
+    case 'Template': e.parts.forEach((p) => { if (typeof p !== 'string') visitE(p); }); break;
+    case 'Array': e.items.forEach(visitE); break;
+    case 'Map': e.entries.forEach((en) => visitE(en.value)); break;
+    case 'Closure': visitE(e.body); break;
+    case 'Call': e.args.forEach(visitE); break;
+    case 'MethodCall': visitE(e.receiver); e.args.forEach(visitE); break;
+    case 'Prop': visitE(e.object); break;
+    case 'Index': visitE(e.object); visitE(e.index); break;
+    case 'Unary': visitE(e.operand); break;
+    case 'Binary': case 'Logical': visitE(e.left); visitE(e.right); break;
+    case 'Block': e.body.forEach(visitS); break;
+    case 'If': visitE(e.cond); visitE(e.then); visitE(e.else); break;
+    case 'Switch': visitE(e.subject); e.arms.forEach((a) => { visitE(a.guard); visitE(a.body); }); break;
+    case 'While': visitE(e.cond); visitE(e.body); break;
+    case 'DoLoop': visitE(e.body); visitE(e.cond); break;
+    case 'Loop': visitE(e.body); break;
+    case 'For': visitE(e.iterable); visitE(e.body); break;
+    case 'Try': visitE(e.body); visitE(e.handler); break;
+    case 'Directive': visitE(e.body); break;
+    case 'Object': case 'Service': visitE(e.value); break;
+    default: break;
+  }
+}
+
+/** Visits the direct children of a statement (a function declaration's body included). */
+export function forEachStmtChild(s: Stmt, visitE: (e: Expr | undefined) => void, visitS: (s: Stmt) => void): void {
+  switch (s.kind) {
+    case 'ExprStmt': visitE(s.expr); break;
+    case 'Let': visitE(s.init); break;
+    case 'Assign': visitE(s.target); visitE(s.value); break;
+    case 'Return': case 'Throw': visitE(s.value); break;
+    case 'Fn': s.body.body.forEach(visitS); break;
+    default: break;
+  }
+}
+
+/** Calls `onExpr` for every expression under `stmts`, functions and closures included. */
+export function walkAll(stmts: Stmt[], onExpr: (e: Expr) => void): void {
+  const visitE = (e: Expr | undefined): void => {
+    if (!e) return;
+    onExpr(e);
+    forEachChild(e, visitE, visitS);
+  };
+  const visitS = (s: Stmt): void => forEachStmtChild(s, visitE, visitS);
+  stmts.forEach(visitS);
 }

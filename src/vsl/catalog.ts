@@ -2,16 +2,16 @@
 // compiler resolves calls against (SPEC §2.8, §5, §6, §7, §8, Appendix A).
 //
 // Three kinds of implementation:
-//   guest   – pure code inside the sandbox (src/vsl/runtime/intrinsics.ts), e.g.
+//   guest   – pure code inside the sandbox (src/vsl/guest/intrinsics.ts), e.g.
 //             ctx:: getters, object constructors. No boundary crossing.
 //   host    – a HostBuiltin registered by src/builtins/ (I/O or host data),
 //             reached through the sandbox bridge.
 //   stdlib  – a function written in vSL under stdlib/ (state::deny,
 //             check_rcpt_relay, …), compiled with the policy.
 // The runtime globals of §2.8 (type_of, parse_int, …) are resolved by
-// src/vsl/runtime/methods.ts and need no entry here.
+// src/vsl/guest/methods.ts and need no entry here.
 
-import type { Stage } from '../policy/types.js';
+import type { Stage } from '../mail/types.js';
 
 export type Arity = number | [number, number];
 
@@ -83,6 +83,16 @@ export const GUEST_BUILTINS: Record<string, GuestBuiltin> = {
   identifier: g('identifier', 1),
   code: g('code', [1, 3]),
   file: g('file', 2),
+  // vSMTP 2.2 spells the constructors obj::ip4(…), obj::code(…), …
+  'obj::ip4': g('ip4', 1),
+  'obj::ip6': g('ip6', 1),
+  'obj::rg4': g('rg4', 1),
+  'obj::rg6': g('rg6', 1),
+  'obj::address': g('address', 1),
+  'obj::fqdn': g('fqdn', 1),
+  'obj::regex': g('regex', 1),
+  'obj::identifier': g('identifier', 1),
+  'obj::code': g('code', [1, 3]),
   // §7.11
   'time::now': g('time_now', 0),
   'time::date': g('time_date', 0),
@@ -126,7 +136,23 @@ export const ENGINE_CONSTANTS = [
   'code554_7_1', 'code550_7_20', 'code550_7_21', 'code550_7_22', 'code550_7_23', 'code550_7_24', 'code451_7_24',
   'code550_7_25', 'code550_7_26', 'code550_7_27', 'code556_1_10', 'code_greylist',
   'net_192', 'net_172', 'net_10', 'non_routable_net',
+  // vSMTP 1.x: the time and date of the evaluation as values (SPEC §7.11 time::now(), time::date())
+  'time', 'date',
 ];
+
+/**
+ * vSMTP 1.x namespaces of the global API: `vsl::accept()`, `sys::deny()`,
+ * `sys::new_address(…)` are the global names without the namespace.
+ * (In stdlib/ files `sys::` stays the namespace of internal primitives.)
+ */
+export const V1_GLOBAL_NAMESPACES = ['vsl', 'sys'];
+
+/** vSMTP 1.0–1.1 read the handles as variables: `ctx.helo` is `ctx().helo` (SPEC §4.2, §7.2). */
+export const V1_HANDLE_VALUES: Record<string, string> = {
+  ctx: 'ctx_handle',
+  msg: 'msg_handle',
+  srv: 'srv_handle',
+};
 
 /** Engine values reached by path (SPEC §7.11): `cfg::server`, `cfg::app`, v1 `toml::server`, `toml::app`. */
 export const ENGINE_PATHS: Record<string, string> = {
@@ -137,7 +163,7 @@ export const ENGINE_PATHS: Record<string, string> = {
 };
 
 /** Namespaces whose functions are written in vSL under stdlib/<ns>.vsl. */
-export const STDLIB_NAMESPACES = ['state', 'code'];
+export const STDLIB_NAMESPACES = ['state', 'code', 'envelop'];
 
 /**
  * v1 global aliases of namespaced host built-ins (SPEC Appendix A). The

@@ -143,3 +143,26 @@ export function diagnosticToJson(d: Diagnostic): DiagnosticJson {
   if (d.length !== undefined) j.length = d.length;
   return j;
 }
+
+function samePos(a: Pos, b: Pos): boolean {
+  return a.file === b.file && a.line === b.line && a.col === b.col;
+}
+
+/**
+ * The diagnostics of one compilation; every compiler pass reports into it.
+ * An error is kept once per position (the first cause is the useful one), a
+ * warning once per position and message.
+ */
+export class DiagnosticList {
+  readonly items: Diagnostic[] = [];
+
+  error(pos: Pos, message: string, hint?: string): void {
+    if (this.items.some((d) => d.severity === 'error' && samePos(d.pos, pos))) return;
+    this.items.push({ severity: 'error', pos, message, hint });
+  }
+
+  warn(pos: Pos, message: string, hint?: string): void {
+    if (this.items.some((d) => d.severity === 'warning' && d.message === message && samePos(d.pos, pos))) return;
+    this.items.push({ severity: 'warning', pos, message, hint });
+  }
+}

@@ -1,13 +1,13 @@
-// The Node implementation of the runtime Platform (src/vsl/runtime/platform.ts).
+// The Node implementation of the runtime Platform (src/vsl/values/platform.ts).
 // Only host code imports this file; the sandbox installs its own platform.
 
 import { domainToASCII } from 'node:url';
-import { setPlatform, type Platform } from './runtime/platform.js';
+import { setPlatform, type Platform } from './values/platform.js';
 
 /**
  * IDNA through WHATWG URL host parsing. That parser also percent-decodes and
  * reads numeric hosts as IPv4 (`0x7f.1` → `127.0.0.1`); domain callers in
- * src/vsl/runtime/address.ts reject such input before and after conversion.
+ * src/vsl/values/address.ts reject such input before and after conversion.
  */
 export const nodePlatform: Platform = {
   toASCII(domain: string): string {

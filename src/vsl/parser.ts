@@ -5,15 +5,9 @@
 // at most one error per statement, so one mistake gives one message. Nesting
 // is bounded by an explicit counter, never by the JavaScript stack.
 
-import type {
-  AssignOp, BinaryOp, Block, Closure, Directive, Expr, For, If, MapEntry, ObjectDecl, Param,
-  Pattern, Pos, Program, ServiceDecl, Stmt, Switch, SwitchArm, Template, Try,
-} from './ast.js';
+import type { AssignOp, BinaryOp, Block, Closure, Directive, Expr, For, If, MapEntry, ObjectDecl, Param, Pattern, Pos, Program, ServiceDecl, Stmt, Switch, SwitchArm, Template, Try } from './ast.js';
 import { errorAt, sortDiagnostics, type Diagnostic } from './diagnostics.js';
-import {
-  I64_MAX, I64_MIN_MAGNITUDE, Lexer, MAX_NESTING, RESERVED_WORDS, type TemplateInterpolation,
-  type Token,
-} from './lexer.js';
+import { I64_MAX, I64_MIN_MAGNITUDE, Lexer, MAX_NESTING, RESERVED_WORDS, type TemplateInterpolation, type Token } from './lexer.js';
 
 interface TokenSource {
   next(): Token;

@@ -11,10 +11,10 @@ import { authBuiltins, type AuthCredentials } from '../../src/builtins/auth/buil
 import { createFailureTracker, failureTrackerOptions } from '../../src/builtins/auth/failures.js';
 import { hashArgon2id, hashScrypt, parsePhc, validatePasswdFile } from '../../src/builtins/auth/passwd-file.js';
 import { saslauthdVerify } from '../../src/builtins/auth/saslauthd.js';
-import type { Clock } from '../../src/builtins/host.js';
+import type { Clock } from '../../src/host/ports.js';
 import { passwdCommand } from '../../src/cli/passwd.js';
-import type { Status } from '../../src/vsl/runtime/status.js';
-import { VslError } from '../../src/vsl/runtime/value.js';
+import type { Status } from '../../src/vsl/values/status.js';
+import { VslError } from '../../src/vsl/values/value.js';
 import { makeHostCall, type TestHostCall } from '../helpers/host-call.js';
 import { startSaslauthd, type TestSaslauthd } from '../helpers/saslauthd.js';
 

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { coreBuiltins } from '../../src/builtins/core/index.js';
 import type { HostCall } from '../../src/builtins/host.js';
-import { VslError, type Value } from '../../src/vsl/runtime/value.js';
+import { VslError, type Value } from '../../src/vsl/values/value.js';
 import { makeHostCall, mailAddress } from '../helpers/host-call.js';
 
 const MESSAGE = 'From: alice@sender.test\r\nSubject: hello\r\n\r\nbody\r\n';

@@ -2,9 +2,9 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { applyHeaderEffects, coreBuiltins, currentHeaders, foldHeader } from '../../src/builtins/core/index.js';
 import type { HostCall } from '../../src/builtins/host.js';
-import type { StageEffect } from '../../src/policy/types.js';
-import { address } from '../../src/vsl/runtime/objects.js';
-import type { Value } from '../../src/vsl/runtime/value.js';
+import type { StageEffect } from '../../src/mail/types.js';
+import { address } from '../../src/vsl/values/objects.js';
+import type { Value } from '../../src/vsl/values/value.js';
 import { makeHostCall, mailAddress, type HostCallInit, throwsVsl } from '../helpers/host-call.js';
 
 const MESSAGE = [

@@ -2,9 +2,9 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { coreBuiltins } from '../../src/builtins/core/index.js';
 import type { HostCall } from '../../src/builtins/host.js';
-import type { Stage } from '../../src/policy/types.js';
+import type { Stage } from '../../src/mail/types.js';
 import { HOST_ALIASES } from '../../src/vsl/catalog.js';
-import { VslError, type Value } from '../../src/vsl/runtime/value.js';
+import { VslError, type Value } from '../../src/vsl/values/value.js';
 import { makeHostCall, type HostCallInit } from '../helpers/host-call.js';
 
 function run(c: HostCall, name: string, ...args: Value[]): Value {

@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { coreBuiltins, formatCsv, parseCsv, serviceRegistry } from '../../src/builtins/core/index.js';
+import { coreBuiltins, formatCsv, parseCsv, servicesOf } from '../../src/builtins/core/index.js';
 import type { HostCall } from '../../src/builtins/host.js';
-import { VslError, type Value } from '../../src/vsl/runtime/value.js';
-import { ServiceHandle } from '../../src/vsl/runtime/wire.js';
+import { VslError, type Value } from '../../src/vsl/values/value.js';
+import { ServiceHandle } from '../../src/vsl/values/wire.js';
 import { makeHostCall, type HostCallInit } from '../helpers/host-call.js';
 
 let dir: string;
@@ -84,9 +84,10 @@ describe('csv format', () => {
 describe('csv services', () => {
   test('sys::service("db:csv", …) reads the file relative to the declaring file; get finds the first record by key', async () => {
     csvFile('users.csv', 'alice, "Alice, A.", admin\nbob,Bob,user\nalice,second,ignored\n');
-    const h = create(loadCall(), 'sys::service', 'db:csv', opts({ connector: 'users.csv' }));
+    const load = loadCall();
+    const h = create(load, 'sys::service', 'db:csv', opts({ connector: 'users.csv' }));
     assert.equal(h.kind, 'csv');
-    assert.ok(serviceRegistry.get(h.id), 'registered by id');
+    assert.ok(servicesOf(load.env).get(h.id), 'registered by id, in the process state on the HostEnv');
     const c = ruleCall();
     assert.deepEqual(await method(c, h, 'get', 'alice'), ['alice', 'Alice, A.', 'admin']);
     assert.deepEqual(await method(c, h, 'get', 'carol'), []);

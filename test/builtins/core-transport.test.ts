@@ -2,9 +2,9 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { coreBuiltins, parseForwardTarget } from '../../src/builtins/core/index.js';
 import type { HostCall } from '../../src/builtins/host.js';
-import { addressText, type Transport } from '../../src/policy/types.js';
-import { fqdn, ip4, ip6 } from '../../src/vsl/runtime/objects.js';
-import type { Value } from '../../src/vsl/runtime/value.js';
+import { addressText, type Transport } from '../../src/mail/types.js';
+import { fqdn, ip4, ip6 } from '../../src/vsl/values/objects.js';
+import type { Value } from '../../src/vsl/values/value.js';
 import { rcptCall, throwsVsl } from '../helpers/host-call.js';
 
 function run(c: HostCall, name: string, ...args: Value[]): Value {

@@ -10,7 +10,7 @@ import { createResolver } from '../../src/builtins/dns/resolver.js';
 import { canonBody, dkimBuiltins } from '../../src/builtins/dkim.js';
 import { aligned, dmarcBuiltins, parseDmarcRecord } from '../../src/builtins/dmarc.js';
 import { organizationalDomain, pslBuiltins } from '../../src/builtins/psl.js';
-import { VslError, type Value } from '../../src/vsl/runtime/value.js';
+import { VslError, type Value } from '../../src/vsl/values/value.js';
 import { startDnsServer, type DnsTestServer, type Records } from '../helpers/dns-server.js';
 import { findBuiltin, makeHostCall, type HostCallInit, type TestHostCall, statusReply } from '../helpers/host-call.js';
 

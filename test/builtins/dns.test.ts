@@ -1,10 +1,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DnsError } from '../../src/builtins/host.js';
+import { DnsError } from '../../src/host/ports.js';
 import { createResolver, fcrdns, MAX_RECORDS, parseServerSpec, resolverFromConfig } from '../../src/builtins/dns/resolver.js';
 import { normaliseIp, reverseName } from '../../src/builtins/dns/names.js';
 import { dnsBuiltins } from '../../src/builtins/dns/lookup.js';
-import { VslError } from '../../src/vsl/runtime/value.js';
+import { VslError } from '../../src/vsl/values/value.js';
 import { startDnsServer, unusedUdpPort, type DnsTestServer } from '../helpers/dns-server.js';
 import { findBuiltin, makeHostCall } from '../helpers/host-call.js';
 
@@ -245,7 +245,7 @@ async function vslErrorOf(p: Value | Promise<Value>): Promise<string> {
   assert.fail('expected a runtime error');
 }
 
-type Value = import('../../src/vsl/runtime/value.js').Value;
+type Value = import('../../src/vsl/values/value.js').Value;
 
 describe('dns:: built-ins', () => {
   const call = () =>

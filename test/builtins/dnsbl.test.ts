@@ -1,17 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Clock } from '../../src/builtins/host.js';
+import type { Clock } from '../../src/host/ports.js';
 import { createResolver } from '../../src/builtins/dns/resolver.js';
-import {
-  dnsblBuiltins,
-  DnsblCache,
-  dnsblLookup,
-  dnsblQueryName,
-  DNSBL_MAX_CACHE_MS,
-  parseZone,
-  rhsblLookup,
-} from '../../src/builtins/dnsbl.js';
-import { VslError } from '../../src/vsl/runtime/value.js';
+import { dnsblBuiltins, DnsblCache, dnsblLookup, dnsblQueryName, DNSBL_MAX_CACHE_MS, parseZone, rhsblLookup } from '../../src/builtins/dnsbl.js';
+import { VslError } from '../../src/vsl/values/value.js';
 import { startDnsServer, type DnsTestServer, type Records } from '../helpers/dns-server.js';
 import { findBuiltin, makeHostCall, type HostCallInit, statusReply } from '../helpers/host-call.js';
 

@@ -1,19 +1,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Clock, StateStore } from '../../src/builtins/host.js';
-import {
-  clientNetwork,
-  GREYLIST_DEFAULTS,
-  GREYLIST_REPLY,
-  greylistBuiltins,
-  greylistCheck,
-  type Triplet,
-} from '../../src/builtins/greylist.js';
+import type { Clock, StateStore } from '../../src/host/ports.js';
+import { clientNetwork, GREYLIST_DEFAULTS, GREYLIST_REPLY, greylistBuiltins, greylistCheck, type Triplet } from '../../src/builtins/greylist.js';
 import { RATELIMIT_REPLY, ratelimitBuiltins, ratelimitCheck } from '../../src/builtins/ratelimit.js';
 import { createStateStore, MemoryStateStore } from '../../src/builtins/state/index.js';
-import { replyLines } from '../../src/vsl/runtime/code.js';
-import type { Status } from '../../src/vsl/runtime/status.js';
-import { VslError, type Value } from '../../src/vsl/runtime/value.js';
+import { replyLines } from '../../src/vsl/values/code.js';
+import type { Status } from '../../src/vsl/values/status.js';
+import { VslError, type Value } from '../../src/vsl/values/value.js';
 import { makeHostCall, mailAddress } from '../helpers/host-call.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 

@@ -10,24 +10,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import pino from 'pino';
-import type { Clock } from '../../src/builtins/host.js';
+import type { Clock } from '../../src/host/ports.js';
 import { legacyBuiltins } from '../../src/builtins/legacy/builtins.js';
-import {
-  evaluateMapping,
-  findEntry,
-  mailAccessProbe,
-  parseMappingFile,
-  patternMatches,
-  portAccessProbe,
-  probeFor,
-  sendAccessProbe,
-  type AccessTableName,
-  type MappingFile,
-} from '../../src/builtins/legacy/mapping-table.js';
+import { evaluateMapping, findEntry, mailAccessProbe, parseMappingFile, patternMatches, portAccessProbe, probeFor, sendAccessProbe, type AccessTableName, type MappingFile } from '../../src/builtins/legacy/mapping-table.js';
 import type { LegacyProbe } from '../../src/builtins/legacy/probe.js';
 import type { Config } from '../../src/config/schema.js';
-import type { MailAddress } from '../../src/policy/types.js';
-import { Status } from '../../src/vsl/runtime/status.js';
+import type { MailAddress } from '../../src/mail/types.js';
+import { Status } from '../../src/vsl/values/status.js';
 import { makeHostCall } from '../helpers/host-call.js';
 
 const MAPPINGS = fromRoot('examples/msgsrv/mappings');

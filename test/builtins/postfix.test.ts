@@ -10,30 +10,16 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import pino from 'pino';
-import { DnsError, type Resolver } from '../../src/builtins/host.js';
-import {
-  addressKeys,
-  clientKeys,
-  domainChain,
-  heloKeys,
-  parseAccessMap,
-  splitMapSpec,
-  type AccessMap,
-} from '../../src/builtins/legacy/access-map.js';
+import { DnsError, type Resolver } from '../../src/host/ports.js';
+import { addressKeys, clientKeys, domainChain, heloKeys, parseAccessMap, splitMapSpec, type AccessMap } from '../../src/builtins/legacy/access-map.js';
 import { LEGACY_DATA_FILE_ARGS, legacyBuiltins } from '../../src/builtins/legacy/builtins.js';
 import { validateDataFile, validateDataFileAt } from '../../src/builtins/legacy/data-files.js';
 import type { LegacyDecision } from '../../src/builtins/legacy/decision.js';
 import { resolverLookups } from '../../src/builtins/legacy/lookups.js';
-import {
-  RESTRICTION_NAMES,
-  checkAction,
-  parseAction,
-  runRestriction,
-  type RestrictionName,
-} from '../../src/builtins/legacy/postfix.js';
+import { RESTRICTION_NAMES, checkAction, parseAction, runRestriction, type RestrictionName } from '../../src/builtins/legacy/postfix.js';
 import type { LegacyProbe } from '../../src/builtins/legacy/probe.js';
-import type { Header, MailAddress, Stage } from '../../src/policy/types.js';
-import { Status } from '../../src/vsl/runtime/status.js';
+import type { Header, MailAddress, Stage } from '../../src/mail/types.js';
+import { Status } from '../../src/vsl/values/status.js';
 import { makeHostCall } from '../helpers/host-call.js';
 
 const SENDER_ACCESS = fromRoot('examples/postfix-restrictions/sender_access');

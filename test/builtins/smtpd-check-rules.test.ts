@@ -11,19 +11,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import pino from 'pino';
-import { DnsError, type Clock, type Resolver } from '../../src/builtins/host.js';
+import { DnsError, type Clock, type Resolver } from '../../src/host/ports.js';
 import { legacyBuiltins } from '../../src/builtins/legacy/builtins.js';
 import { DataFileCache, DataFileError, validateDataFile } from '../../src/builtins/legacy/data-files.js';
 import { resolverLookups } from '../../src/builtins/legacy/lookups.js';
-import {
-  evaluateSmtpdCheckRules,
-  parseSmtpdCheckRules,
-  smtpdInputFromProbe,
-  type SmtpdCheckInput,
-  type SmtpdRules,
-} from '../../src/builtins/legacy/smtpd-check-rules.js';
-import type { MailAddress } from '../../src/policy/types.js';
-import { Status } from '../../src/vsl/runtime/status.js';
+import { evaluateSmtpdCheckRules, parseSmtpdCheckRules, smtpdInputFromProbe, type SmtpdCheckInput, type SmtpdRules } from '../../src/builtins/legacy/smtpd-check-rules.js';
+import type { MailAddress } from '../../src/mail/types.js';
+import { Status } from '../../src/vsl/values/status.js';
 import { makeHostCall } from '../helpers/host-call.js';
 
 const ESMITH = fromRoot('examples/esmith/smtpd_check_rules');

@@ -1,9 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Resolver } from '../../src/builtins/host.js';
+import type { Resolver } from '../../src/host/ports.js';
 import { createResolver } from '../../src/builtins/dns/resolver.js';
 import { evaluateSpf, spfBuiltins } from '../../src/builtins/spf.js';
-import { VslError, type Value } from '../../src/vsl/runtime/value.js';
+import { VslError, type Value } from '../../src/vsl/values/value.js';
 import { startDnsServer, unusedUdpPort, type DnsTestServer, type Records } from '../helpers/dns-server.js';
 import { findBuiltin, makeHostCall, mailAddress, type HostCallInit, statusReply } from '../helpers/host-call.js';
 

@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
-import type { Clock, StateStore } from '../../src/builtins/host.js';
+import type { Clock, StateStore } from '../../src/host/ports.js';
 import { createStateStore, MemoryStateStore, RedisStateStore } from '../../src/builtins/state/index.js';
 import { freePort, startRedis, type TestRedis } from '../helpers/redis.js';
 

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
-import { systemClock } from '../../src/builtins/host.js';
+import { systemClock } from '../../src/host/ports.js';
 import type { Config } from '../../src/config/schema.js';
 import { parseForwardTarget } from '../../src/delivery/targets.js';
-import type { Transport } from '../../src/policy/types.js';
+import type { Transport } from '../../src/mail/types.js';
 import { newQueueId } from '../../src/queue/id.js';
 import { headerBlock } from '../../src/queue/message.js';
 import { ACTIVE, DEFERRED, Spool } from '../../src/queue/spool.js';

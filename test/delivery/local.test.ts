@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import type { Config } from '../../src/config/schema.js';
-import type { Transport } from '../../src/policy/types.js';
+import type { Transport } from '../../src/mail/types.js';
 import { DEAD, DEFERRED } from '../../src/queue/spool.js';
 import { mboxEntry } from '../../src/delivery/local.js';
 import { addr, openDeliveryFixture, T0 } from '../helpers/delivery-fixtures.js';

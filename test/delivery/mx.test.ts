@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DnsError, type Resolver } from '../../src/builtins/host.js';
+import { DnsError, type Resolver } from '../../src/host/ports.js';
 import type { Config } from '../../src/config/schema.js';
 import { DEAD, DEFERRED } from '../../src/queue/spool.js';
 import { createResolver } from '../../src/builtins/dns/resolver.js';

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Config } from '../../src/config/schema.js';
-import type { Remembered, StageEffect, StageOutcome, StatusKind, Verdict } from '../../src/policy/types.js';
+import { afterQueueStages } from '../../src/policy/after-queue.js';
+import type { Remembered, StageEffect, StageOutcome, StatusKind, Verdict } from '../../src/mail/types.js';
 import type { EnvelopeRecord } from '../../src/queue/envelope.js';
 import { applyMessageEffects } from '../../src/queue/message.js';
 import { ACTIVE, DEAD, DEFERRED, quarantinePlace, sha256Hex } from '../../src/queue/spool.js';
@@ -19,7 +20,7 @@ function outcome(status: StatusKind, extra: Partial<Verdict> = {}, effects: Stag
 
 /** `stages` answers the postq and delivery stages in place of a policy. */
 async function setup(tune: (c: Config) => void, stages: StageFn = () => NEXT) {
-  const q = await openDeliveryFixture({ prefix: 'stages-test-', tune, scheduler: { runStage: async (s, r, m) => stages(s, r, m) } });
+  const q = await openDeliveryFixture({ prefix: 'stages-test-', tune, scheduler: { stages: afterQueueStages(async (s, r, m) => stages(s, r, m)) } });
   return {
     ...q,
     enqueue: (from: string, to: string[], txnRemembered: Remembered | null = null) => q.enqueue(from, to, { txnRemembered }),
@@ -180,8 +181,8 @@ test('a rule error at postq defers the message, discards its changes, and the st
   });
 });
 
-test('a rule error in deny mode sends the message to dead/ without a bounce', async () => {
-  const q = await setup(() => undefined, () => outcome('deny', { source: 'error', error: 'boom' }));
+test('a rule error with vsl.error_status = deny sends the message to dead/ without a bounce', async () => {
+  const q = await setup((c) => { c.vsl.error_status = 'deny'; }, () => outcome('next', { source: 'error', error: 'boom' }));
   try {
     const id = await q.enqueue('alice@example.net', ['bob@remote.test']);
     await q.sched.runDue();

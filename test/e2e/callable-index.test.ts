@@ -26,7 +26,7 @@ import { allBuiltins } from '../../src/builtins/registry.js';
 import { loadPolicy, type PolicyVersion } from '../../src/policy/load.js';
 import { serverEnv } from '../../src/policy/env.js';
 import { PolicyRunner } from '../../src/policy/runner.js';
-import { STAGES, type Session, type Stage, type Transaction } from '../../src/policy/types.js';
+import { STAGES, type Session, type Stage, type Transaction } from '../../src/mail/types.js';
 import { messageView } from '../../src/queue/message.js';
 import { formatDiagnostic } from '../../src/vsl/diagnostics.js';
 import { startDnsServer, type DnsTestServer } from '../helpers/dns-server.js';

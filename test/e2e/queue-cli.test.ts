@@ -154,8 +154,8 @@ test('postq quarantine("virus") holds the message in quarantine/virus; "mta queu
     await sink.waitForMessages(1);
     await waitFor('the message in quarantine/virus', () => idsIn(mta.queueDir, 'quarantine/virus').includes(held));
     assert.deepEqual(sink.messages.map((m) => subjectOf(m.data)), ['clean']);
-    const decision = mta.logs.find((l) => l.queue_id === held && /quarantined in virus at postq/.test(l.msg));
-    assert.ok(decision, 'the postq decision is logged');
+    const decision = mta.logs.find((l) => l.message_id === held && l.stage === 'postq' && l.status === 'quarantine');
+    assert.ok(decision, 'the postq decision is logged by the stage machine');
     assert.equal(decision.rule, 'virus');
 
     const list = await mtaQueue(['quarantine', 'list', '--queue-dir', mta.queueDir]);

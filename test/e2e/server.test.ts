@@ -8,19 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { SmtpClient } from '../helpers/smtp-client.js';
-import {
-  headerValues,
-  queuedId,
-  recipientsOf,
-  REPO_ROOT,
-  sampleMessage,
-  sendData,
-  startTestServer,
-  tempDir,
-  transaction,
-  unusedTcpPort,
-  type TestServer,
-} from '../helpers/server.js';
+import { headerValues, queuedId, recipientsOf, REPO_ROOT, sampleMessage, sendData, startTestServer, tempDir, transaction, unusedTcpPort, type TestServer } from '../helpers/server.js';
 
 const DOE = path.join(REPO_ROOT, 'examples', 'doe-family');
 const RECEIVED = /^from client\.example \(unknown \[127\.0\.0\.1\]\) by mx\.doe-family\.com with ESMTP id (\S+); \w{3}, \d{1,2} \w{3} \d{4} \d{2}:\d{2}:\d{2} \+0000$/;

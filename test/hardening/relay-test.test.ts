@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, test } from 'node:test';
 import { relayTestCommand } from '../../src/cli/relay-test.js';
-import { controlProbe, relayProbes } from '../../src/relaytest/probes.js';
+import { controlProbe, relayProbes } from '../../src/tools/relaytest/probes.js';
 import { makeTestCertificate } from '../helpers/tls-cert.js';
 import { DOE_FAMILY, policyText, startFullServer } from './full-server.js';
 

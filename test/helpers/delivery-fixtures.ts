@@ -12,10 +12,11 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Clock } from '../../src/builtins/host.js';
+import type { Clock } from '../../src/host/ports.js';
 import { type Config, defaultConfig } from '../../src/config/schema.js';
+import { afterQueueStages } from '../../src/policy/after-queue.js';
 import { Scheduler, type SchedulerOptions } from '../../src/delivery/scheduler.js';
-import type { MailAddress, Remembered, Session, StageOutcome, Transport } from '../../src/policy/types.js';
+import type { MailAddress, Remembered, Session, StageOutcome, Transport } from '../../src/mail/types.js';
 import { newQueueId } from '../../src/queue/id.js';
 import { Spool, type SpoolLogger } from '../../src/queue/spool.js';
 import { offlineResolver } from './host-call.js';
@@ -136,7 +137,7 @@ export async function openDeliveryFixture<C extends Clock = ManualClock>(opts: D
     spool,
     config: () => cfg,
     resolver: offlineResolver,
-    runStage: async () => NEXT,
+    stages: afterQueueStages(async () => NEXT),
     clock,
     random: () => 0,
     idleMs: 50,

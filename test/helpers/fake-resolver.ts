@@ -1,7 +1,7 @@
 // A Resolver (src/builtins/host.ts) answering from tables, for unit tests of
 // built-ins that look names up; anything not in the tables is NXDOMAIN, and
 // 'SERVFAIL' answers fail temporarily. Every question is recorded in `asked`.
-import { DnsError, type Resolver } from '../../src/builtins/host.js';
+import { DnsError, type Resolver } from '../../src/host/ports.js';
 
 export type Answer = string[] | 'SERVFAIL';
 

@@ -1,4 +1,4 @@
-// TEST DOUBLE of the policy engine's StageRunner (src/policy/types.ts): no
+// TEST DOUBLE of the policy engine's StageRunner (src/mail/types.ts): no
 // vSL, no sandbox — each stage's verdicts are scripted by the test. It lets
 // the SMTP front be tested alone; the end-to-end tests with the real policy
 // engine are separate.
@@ -13,9 +13,9 @@
 // `rules` says otherwise. Every call is recorded (stage, copies of the
 // session and transaction, the message headers) for assertions.
 
-import type { MessageView } from '../../src/builtins/host.js';
-import type { Reply, Session, Stage, StageEffect, StageOutcome, StageRunner, StatusKind, Transaction, Verdict } from '../../src/policy/types.js';
-import type { AuthCredentials, StageExtra } from '../../src/smtp/credentials.js';
+import type { MessageView } from '../../src/mail/types.js';
+import type { Reply, Session, Stage, StageEffect, StageOutcome, StageRunner, StatusKind, Transaction, Verdict } from '../../src/mail/types.js';
+import type { AuthCredentials, StageExtra } from '../../src/policy/credentials.js';
 
 export interface RunCall {
   stage: Stage;
@@ -84,7 +84,7 @@ export class FakeRunner implements StageRunner {
     return this.calls.filter((c) => c.stage === stage);
   }
 
-  /** `extra.credentials` as the policy runner takes them (src/smtp/credentials.ts). */
+  /** `extra.credentials` as the policy runner takes them (src/policy/credentials.ts). */
   async run(stage: Stage, session: Session, txn: Transaction | null, message?: MessageView | null, extra?: StageExtra): Promise<StageOutcome> {
     const credentials = extra?.credentials ?? null;
     this.calls.push({

@@ -19,22 +19,14 @@
 import assert from 'node:assert/strict';
 import pino from 'pino';
 import { defaultConfig, type Config } from '../../src/config/schema.js';
-import {
-  DnsError,
-  systemClock,
-  type Clock,
-  type HostBuiltin,
-  type HostCall,
-  type HostEnv,
-  type MessageView,
-  type Resolver,
-  type StateStore,
-} from '../../src/builtins/host.js';
+import { DnsError, systemClock, type Clock, type HostEnv, type Resolver, type StateStore } from '../../src/host/ports.js';
+import { type HostBuiltin, type HostCall } from '../../src/builtins/host.js';
+import type { MessageView, Header, MailAddress, Session, Stage, StageEffect, Transaction } from '../../src/mail/types.js';
 import { MemoryStateStore } from '../../src/builtins/state/memory.js';
-import type { Header, MailAddress, Session, Stage, StageEffect, Transaction } from '../../src/policy/types.js';
-import { replyLines } from '../../src/vsl/runtime/code.js';
-import { Status } from '../../src/vsl/runtime/status.js';
-import { VslError, type Value } from '../../src/vsl/runtime/value.js';
+import { replyLines } from '../../src/vsl/values/code.js';
+import { Status } from '../../src/vsl/values/status.js';
+import { VslError, type Value } from '../../src/vsl/values/value.js';
+import { newHostLocals, type HostLocals } from '../../src/host/ports.js';
 
 export const TEST_HOSTNAME = 'mx.example.test';
 
@@ -91,6 +83,8 @@ export interface TestHostCall extends HostCall {
 }
 
 export interface HostCallInit {
+  /** The built-ins' process state (default: shared by every call of this test file). */
+  locals?: HostLocals;
   stage?: Stage;
   rule?: string;
   at?: string;
@@ -169,6 +163,9 @@ export function recordingLogger(logs: LogRecord[]): pino.Logger {
   return pino({ level: 'trace', base: null, timestamp: false }, sink);
 }
 
+/** Calls made by one test file share their built-ins' process state, as the calls of one server do. */
+const PROCESS_LOCALS = newHostLocals();
+
 export function makeHostCall(init: HostCallInit = {}): TestHostCall {
   const config = init.config ?? defaultConfig(TEST_HOSTNAME);
   init.configure?.(config);
@@ -184,6 +181,7 @@ export function makeHostCall(init: HostCallInit = {}): TestHostCall {
     clock,
     log,
     policyDir: init.policyDir ?? process.cwd(),
+    locals: init.locals ?? PROCESS_LOCALS,
   };
   const session: Session = {
     id: 'test-session',

@@ -13,10 +13,10 @@
 //   await withFront({ script: ... }, async (h) => { ... });
 
 import { Writable } from 'node:stream';
-import type { Clock } from '../../src/builtins/host.js';
+import type { Clock } from '../../src/host/ports.js';
 import { defaultConfig, type Config } from '../../src/config/schema.js';
 import { createLogger } from '../../src/log/logger.js';
-import type { ListenerKind, Stage } from '../../src/policy/types.js';
+import type { ListenerKind, Stage } from '../../src/mail/types.js';
 import { createSmtpFront, type SmtpFront } from '../../src/smtp/front.js';
 import type { AuthFailureTracker } from '../../src/smtp/context.js';
 import type { MessageSink } from '../../src/smtp/sink.js';

@@ -9,8 +9,8 @@ import { loadPolicy, type LoadResult, type PolicyVersion } from '../../src/polic
 import { allBuiltins } from '../../src/builtins/registry.js';
 import { PolicyRunner } from '../../src/policy/runner.js';
 import { formatDiagnostic } from '../../src/vsl/diagnostics.js';
-import type { Value } from '../../src/vsl/runtime/value.js';
-import type { MailAddress, Session, Stage, StageOutcome, Transaction } from '../../src/policy/types.js';
+import type { Value } from '../../src/vsl/values/value.js';
+import type { MailAddress, Session, Stage, StageOutcome, Transaction } from '../../src/mail/types.js';
 
 /** Writes files into a fresh temp dir; returns the dir. Keys are relative paths. */
 export function writePolicy(files: Record<string, string>): string {

@@ -4,9 +4,10 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { alignEnhanced, applyVerdict, type FrontStage } from '../../src/policy/apply.js';
-import type { Reply, StatusKind, Verdict } from '../../src/policy/types.js';
-import { replyLines } from '../../src/smtp/replies.js';
+import { alignEnhanced } from '../../src/mail/reply.js';
+import { applyVerdict, type FrontStage } from '../../src/policy/apply.js';
+import type { Reply, StatusKind, Verdict } from '../../src/mail/types.js';
+import { replyLines } from '../../src/mail/reply.js';
 
 function reply(text: string): Reply {
   const m = /^(\d{3})(?: (\d\.\d+\.\d+))? (.*)$/.exec(text)!;

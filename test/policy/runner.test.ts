@@ -12,7 +12,7 @@ import { allBuiltins } from '../../src/builtins/registry.js';
 import { PolicyRunner } from '../../src/policy/runner.js';
 import { TestPolicy, loadFiles, describe as describeLoad, session, txn } from '../helpers/vsl.js';
 import { fromRoot } from '../helpers/paths.js';
-import type { Verdict } from '../../src/policy/types.js';
+import type { Verdict } from '../../src/mail/types.js';
 
 
 /** Loads a policy file with diagnostics relative to its own directory. */

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
 import pino from 'pino';
-import type { Session } from '../../src/policy/types.js';
+import type { Session } from '../../src/mail/types.js';
 import { DirSyncBatcher } from '../../src/queue/durable.js';
 import { parseRecord } from '../../src/queue/envelope.js';
 import { isQueueId, newQueueId } from '../../src/queue/id.js';

@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { TestPolicy, loadError, session } from '../helpers/vsl.js';
-import type { Verdict } from '../../src/policy/types.js';
+import type { Verdict } from '../../src/mail/types.js';
 
 // Every abuse is a helo rule selected by the HELO name; "good.test" reaches
 // the last rule, which accepts.

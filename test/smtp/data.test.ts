@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { MailAddress } from '../../src/policy/types.js';
+import type { MailAddress } from '../../src/mail/types.js';
 import { ACTIVE, Spool } from '../../src/queue/spool.js';
 import { accept, next, reject, withEffects } from '../helpers/fake-runner.js';
 import type { SmtpClient } from '../helpers/smtp-client.js';

@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { next } from '../helpers/fake-runner.js';
+import { accept, next } from '../helpers/fake-runner.js';
 import { withFront } from '../helpers/smtp-front.js';
 
 describe('pipelining', () => {
@@ -25,7 +25,8 @@ describe('pipelining', () => {
   });
 
   test('a whole transaction pipelined after the EHLO reply is not a violation', async () => {
-    await withFront({ script: { rcpt: next(), preq: next() } }, async (h) => {
+    // accept() at rcpt: an explicit accept takes even the foreign recipient without the relay guard (SPEC §5.6).
+    await withFront({ script: { rcpt: accept(), preq: next() } }, async (h) => {
       const c = await h.client();
       await c.ehlo();
       const replies = await c.pipeline(['MAIL FROM:<a@remote.example>', 'RCPT TO:<u@test.example>', 'RCPT TO:<nobody@far.example>', 'RCPT TO:<w@test.example>', 'DATA']);

@@ -294,7 +294,9 @@ describe('remembered statuses (SPEC §5.4)', () => {
       const c = await h.client();
       assert.equal((await c.ehlo()).code, 250);
       assert.equal((await c.command('MAIL FROM:<a@remote.example>')).last, '250 2.1.0 Ok');
-      assert.equal((await c.command('RCPT TO:<u@far.example>')).last, '250 2.1.5 Ok');
+      // A remembered faccept does not bypass the relay guard (SPEC §5.6): the local recipient passes, the foreign one does not.
+      assert.equal((await c.command('RCPT TO:<u@test.example>')).last, '250 2.1.5 Ok');
+      assert.equal((await c.command('RCPT TO:<u@far.example>')).last, '554 5.7.1 Relay access denied');
       await c.command('DATA');
       assert.match((await c.data('Subject: x\r\n\r\nx\r\n')).last, /^250 2\.0\.0 Ok: queued as /);
       assert.deepEqual(h.runner.calls.map((x) => x.stage), ['connect']);

@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { Stage, Verdict } from '../../src/policy/types.js';
+import type { Stage, Verdict } from '../../src/mail/types.js';
 import { accept, deny, faccept, info, next, quarantine, reject, ruleError } from '../helpers/fake-runner.js';
 import type { SmtpClient } from '../helpers/smtp-client.js';
 import { type Harness, withFront } from '../helpers/smtp-front.js';

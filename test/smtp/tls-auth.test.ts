@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { createFailureTracker } from '../../src/builtins/auth/failures.js';
-import type { AuthCredentials } from '../../src/smtp/credentials.js';
+import type { AuthCredentials } from '../../src/policy/credentials.js';
 import { accept, faccept, next, type RunCall } from '../helpers/fake-runner.js';
 import { startFront, withFront } from '../helpers/smtp-front.js';
 import { makeTestCertificate } from '../helpers/tls-cert.js';

@@ -1,17 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { installNodePlatform } from '../../src/vsl/host-platform.js';
-import {
-  canonicalDomain,
-  isLocalDomain,
-  localDomainMatcher,
-  normalizeIp,
-  parseMailbox,
-  parsePath,
-  parsePathArgument,
-  type PathOptions,
-} from '../../src/vsl/runtime/address.js';
-import { asciiOnlyPlatform, platform, setPlatform } from '../../src/vsl/runtime/platform.js';
+import { canonicalDomain, isLocalDomain, localDomainMatcher, normalizeIp, parseMailbox, parsePath, parsePathArgument, type PathOptions } from '../../src/vsl/values/address.js';
+import { asciiOnlyPlatform, platform, setPlatform } from '../../src/vsl/values/platform.js';
 
 installNodePlatform();
 

@@ -60,8 +60,8 @@ describe('load errors pinned to file:line:col (SPEC §1.2, §11.2)', () => {
   });
 
   test('unknown stage key, with the list of stages as hint', async () => {
-    const { result } = await check({ 'main.vsl': '#{\n  mail: [],\n  data: [],\n}' });
-    assert.equal(result.diagnostics[0]!.message, "unknown stage 'data'");
+    const { result } = await check({ 'main.vsl': '#{\n  mail: [],\n  queue: [],\n}' });
+    assert.equal(result.diagnostics[0]!.message, "unknown stage 'queue'");
     assert.deepEqual(result.diagnostics[0]!.pos, { file: 'main.vsl', line: 3, col: 3 });
     assert.match(result.diagnostics[0]!.hint!, /connect, helo, authenticate, mail, rcpt, preq, postq, delivery/);
   });

@@ -1,20 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  Code,
-  PREDEFINED,
-  code,
-  codeFromMap,
-  formatReply,
-  parseReply,
-  parseReplyOrNull,
-  predefinedCode,
-  replyLines,
-  toReply,
-} from '../../src/vsl/runtime/code.js';
-import { DEFAULT_DENY_REPLY, Status, makeStatus, statusFromWire } from '../../src/vsl/runtime/status.js';
-import { VslError, type Value } from '../../src/vsl/runtime/value.js';
-import { regex } from '../../src/vsl/runtime/objects.js';
+import { Code, PREDEFINED, code, codeFromMap, formatReply, parseReply, parseReplyOrNull, predefinedCode, replyLines, toReply } from '../../src/vsl/values/code.js';
+import { DEFAULT_DENY_REPLY, Status, makeStatus, statusFromWire } from '../../src/vsl/values/status.js';
+import { VslError, type Value } from '../../src/vsl/values/value.js';
+import { regex } from '../../src/vsl/values/objects.js';
 
 function fields(c: Code): [number, string, string] {
   return [c.code, c.enhanced, c.message];

@@ -1,9 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  LoadError, diagnosticToJson, errorAt, formatDiagnostic, formatDiagnostics, sortDiagnostics, warningAt,
-  type Diagnostic,
-} from '../../src/vsl/diagnostics.js';
+import { LoadError, diagnosticToJson, errorAt, formatDiagnostic, formatDiagnostics, sortDiagnostics, warningAt, type Diagnostic } from '../../src/vsl/diagnostics.js';
 import { parseProgram } from '../../src/vsl/parser.js';
 
 const pos = (line: number, col: number, file = 'main.vsl') => ({ file, line, col });

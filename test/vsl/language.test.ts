@@ -7,7 +7,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { loadFiles, describe as describeLoad, loadError, TestPolicy, session, txn } from '../helpers/vsl.js';
-import { VChar, VObject, type Value } from '../../src/vsl/runtime/value.js';
+import { VChar, VObject, type Value } from '../../src/vsl/values/value.js';
 
 /**
  * Evaluates every expression of `cases` after the top-level code `prelude`

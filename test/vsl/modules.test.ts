@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { loadFiles, describe as describeLoad, loadError } from '../helpers/vsl.js';
 import { HostBridge } from '../../src/policy/host-bridge.js';
-import type { Value } from '../../src/vsl/runtime/value.js';
+import type { Value } from '../../src/vsl/values/value.js';
 
 /** Loads `files`, returns the named exports of main.vsl, and cleans up. */
 async function exportsOf(files: Record<string, string>, names: string[]): Promise<Record<string, Value>> {

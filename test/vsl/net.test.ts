@@ -1,25 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  cidrContainsIp,
-  cidrInside,
-  formatCidr,
-  formatIPv4,
-  formatIPv6,
-  isLoopback,
-  normalizeIp,
-  parseCidr,
-  parseCidr4,
-  parseCidr6,
-  parseIp,
-  parseIPv4,
-  parseIPv6,
-  reversedName,
-  reversedV4,
-  reversedV6,
-  sameCidr,
-  sameIp,
-} from '../../src/vsl/runtime/net.js';
+import { cidrContainsIp, cidrInside, formatCidr, formatIPv4, formatIPv6, isLoopback, normalizeIp, parseCidr, parseCidr4, parseCidr6, parseIp, parseIPv4, parseIPv6, reversedName, reversedV4, reversedV6, sameCidr, sameIp } from '../../src/vsl/values/net.js';
 
 function ip(s: string) {
   const v = parseIp(s);

@@ -1,25 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { installNodePlatform } from '../../src/vsl/host-platform.js';
-import { code } from '../../src/vsl/runtime/code.js';
-import {
-  Address,
-  Fqdn,
-  Regex,
-  address,
-  fqdn,
-  identifier,
-  ip4,
-  ip6,
-  objectFromWire,
-  rg4,
-  rg6,
-  regex,
-  textOf,
-  toWire,
-} from '../../src/vsl/runtime/objects.js';
-import { makeStatus } from '../../src/vsl/runtime/status.js';
-import { VChar, VFn, VObject, VRange, VslError, type Value } from '../../src/vsl/runtime/value.js';
+import { code } from '../../src/vsl/values/code.js';
+import { Address, Fqdn, Regex, address, fqdn, identifier, ip4, ip6, objectFromWire, rg4, rg6, regex, textOf, toWire } from '../../src/vsl/values/objects.js';
+import { makeStatus } from '../../src/vsl/values/status.js';
+import { VChar, VFn, VObject, VRange, VslError, type Value } from '../../src/vsl/values/value.js';
 
 installNodePlatform();
 

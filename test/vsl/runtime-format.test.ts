@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { formatFloat, toDebug, toStr } from '../../src/vsl/runtime/format.js';
-import { parseJson, toJson } from '../../src/vsl/runtime/json.js';
-import { VStepRange } from '../../src/vsl/runtime/ops.js';
-import { I64_MAX, I64_MIN, VChar, VFn, VObject, VRange, VslError, type Value } from '../../src/vsl/runtime/value.js';
+import { formatFloat, toDebug, toStr } from '../../src/vsl/values/format.js';
+import { parseJson, toJson } from '../../src/vsl/guest/json.js';
+import { VStepRange } from '../../src/vsl/guest/ops.js';
+import { I64_MAX, I64_MIN, VChar, VFn, VObject, VRange, VslError, type Value } from '../../src/vsl/values/value.js';
 
 const ch = (c: string) => new VChar(c);
 const map = (...entries: [string, Value][]) => new Map<string, Value>(entries);

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { callGlobal, callMethod, hasGlobalFunction } from '../../src/vsl/runtime/methods.js';
-import { VStepRange } from '../../src/vsl/runtime/ops.js';
-import { I64_MAX, I64_MIN, VChar, VFn, VObject, VRange, VslError, type Value } from '../../src/vsl/runtime/value.js';
+import { callGlobal, callMethod, hasGlobalFunction } from '../../src/vsl/guest/methods.js';
+import { VStepRange } from '../../src/vsl/guest/ops.js';
+import { I64_MAX, I64_MIN, VChar, VFn, VObject, VRange, VslError, type Value } from '../../src/vsl/values/value.js';
 
 const ch = (c: string) => new VChar(c);
 const map = (...entries: [string, Value][]) => new Map<string, Value>(entries);

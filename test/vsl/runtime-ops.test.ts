@@ -1,42 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import {
-  VStepRange,
-  add,
-  asBool,
-  band,
-  bor,
-  bxor,
-  contains,
-  copyValue,
-  div,
-  eq,
-  ge,
-  getIndex,
-  getProp,
-  gt,
-  iterate,
-  le,
-  lt,
-  matchCase,
-  matchRange,
-  mod,
-  mul,
-  ne,
-  neg,
-  not,
-  plus,
-  pow,
-  range,
-  setIndex,
-  setProp,
-  shl,
-  shr,
-  sub,
-  typeOf,
-} from '../../src/vsl/runtime/ops.js';
-import { I64_MAX, I64_MIN, VChar, VFn, VObject, VRange, VslError, type Value } from '../../src/vsl/runtime/value.js';
+import { VStepRange, add, asBool, band, bor, bxor, contains, copyValue, div, eq, ge, getIndex, getProp, gt, iterate, le, lt, matchCase, matchRange, mod, mul, ne, neg, not, plus, pow, range, setIndex, setProp, shl, shr, sub, typeOf } from '../../src/vsl/guest/ops.js';
+import { I64_MAX, I64_MIN, VChar, VFn, VObject, VRange, VslError, type Value } from '../../src/vsl/values/value.js';
 
 const MAX = I64_MAX;
 const MIN = I64_MIN;

@@ -5,8 +5,8 @@
 // unconfigured), which the authenticate stage turns into 454 (SPEC §5.2).
 
 import type { Config } from '../../config/schema.js';
-import { makeStatus } from '../../vsl/runtime/status.js';
-import { fnError } from '../../vsl/runtime/value.js';
+import { makeStatus } from '../../vsl/values/status.js';
+import { fnError } from '../../vsl/values/value.js';
 import type { HostBuiltin, HostCall, HostFn } from '../host.js';
 import { createAuthBackend, type AuthBackend } from './backend.js';
 

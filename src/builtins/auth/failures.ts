@@ -23,7 +23,7 @@
 
 import { parseDuration } from '../../config/units.js';
 import type { Config } from '../../config/schema.js';
-import { systemClock, type Clock } from '../host.js';
+import { systemClock, type Clock } from '../../host/ports.js';
 import { clientNetwork } from '../greylist.js';
 import { isIP } from 'node:net';
 

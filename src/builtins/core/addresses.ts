@@ -3,11 +3,10 @@
 // accepted recipients, the one under evaluation, and the changes recorded
 // earlier in the same evaluation.
 
-import type { MailAddress } from '../../policy/types.js';
-import { addressText } from '../../policy/types.js';
-import { parseMailbox, parsePath } from '../../vsl/runtime/address.js';
-import { Address, textOf } from '../../vsl/runtime/objects.js';
-import { fnError, type Value } from '../../vsl/runtime/value.js';
+import { type MailAddress, addressText } from '../../mail/types.js';
+import { parseMailbox, parsePath } from '../../vsl/values/address.js';
+import { Address, textOf } from '../../vsl/values/objects.js';
+import { fnError, type Value } from '../../vsl/values/value.js';
 import { typeName } from '../dns/call-args.js';
 import type { HostCall } from '../host.js';
 

@@ -6,7 +6,7 @@
 
 import { spawn } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
-import { fnError, type Value } from '../../vsl/runtime/value.js';
+import { fnError, type Value } from '../../vsl/values/value.js';
 import type { HostCall } from '../host.js';
 
 export const CMD_PATH = '/usr/bin:/bin';

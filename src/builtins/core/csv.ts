@@ -9,7 +9,7 @@
 // "always" it is re-read whenever the file's modification time changed.
 
 import { promises as fsp, readFileSync, statSync, type Stats } from 'node:fs';
-import { fnError, type Value } from '../../vsl/runtime/value.js';
+import { fnError, type Value } from '../../vsl/values/value.js';
 import type { HostCall } from '../host.js';
 import { writeFileAtomically } from './atomic.js';
 
@@ -106,10 +106,10 @@ function stampOf(st: Stats): string {
   return `${st.mtimeMs}:${st.size}:${st.ino}`;
 }
 
-/** Writers of one file take turns (read, modify, replace), so no write is lost. */
-const writeQueues = new Map<string, Promise<unknown>>();
+/** Writers of one file take turns (read, modify, replace), so no write is lost: the last turn taken, by file. */
+export type FileTurns = Map<string, Promise<unknown>>;
 
-function serialised<T>(file: string, work: () => Promise<T>): Promise<T> {
+function serialised<T>(writeQueues: FileTurns, file: string, work: () => Promise<T>): Promise<T> {
   const prev = writeQueues.get(file) ?? Promise.resolve();
   const run = prev.then(work, work);
   const tail = run.catch(() => undefined);
@@ -142,6 +142,7 @@ export class CsvService {
   constructor(
     readonly id: string,
     readonly opts: CsvOptions,
+    private readonly turns: FileTurns,
   ) {
     let text: string;
     try {
@@ -210,7 +211,7 @@ export class CsvService {
       call.log.info({ file: this.opts.file }, `${fn}: would run ${what} on ${this.opts.file}`);
       return changed;
     }
-    return serialised(this.opts.file, async () => {
+    return serialised(this.turns, this.opts.file, async () => {
       const current = await this.readFile();
       const next = edit([...current.records]);
       if (next === null) return false;

@@ -2,8 +2,8 @@
 // its argument count and never lets anything but a VslError escape (SPEC
 // §7.1: every failure is a runtime error named after the function).
 
-import type { Stage } from '../../policy/types.js';
-import { VslError, fnError, type Value } from '../../vsl/runtime/value.js';
+import type { Stage } from '../../mail/types.js';
+import { VslError, fnError, type Value } from '../../vsl/values/value.js';
 import type { HostBuiltin, HostCall } from '../host.js';
 
 type Arity = number | [number, number];

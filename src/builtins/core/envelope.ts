@@ -3,8 +3,8 @@
 // Headers are untouched, except by the v1 `rewrite_mail_from`, which also
 // rewrites From: (at end of DATA).
 
-import { addressText } from '../../policy/types.js';
-import type { Value } from '../../vsl/runtime/value.js';
+import { addressText } from '../../mail/types.js';
+import type { Value } from '../../vsl/values/value.js';
 import type { HostBuiltin, HostCall } from '../host.js';
 import { currentRecipients, recipientArg, requireRecipient, requireTxn, sameMailbox, senderArg } from './addresses.js';
 import { builtin } from './define.js';

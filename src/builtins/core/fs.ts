@@ -7,9 +7,9 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { addressText } from '../../policy/types.js';
-import { textOf } from '../../vsl/runtime/objects.js';
-import { fnError, type Value } from '../../vsl/runtime/value.js';
+import { addressText } from '../../mail/types.js';
+import { textOf } from '../../vsl/values/objects.js';
+import { fnError, type Value } from '../../vsl/values/value.js';
 import { typeName } from '../dns/call-args.js';
 import type { HostBuiltin, HostCall } from '../host.js';
 import { currentRecipients } from './addresses.js';

@@ -8,11 +8,11 @@
 // (src/queue/message.ts), so what a rule reads after a write is exactly what
 // ends up on disk.
 
-import type { Header, StageEffect } from '../../policy/types.js';
+import type { Header, StageEffect } from '../../mail/types.js';
 import { applyMessageEffects, foldField, headerBlock, isMessageEffect, messageView } from '../../queue/message.js';
-import { fnError } from '../../vsl/runtime/value.js';
+import { fnError } from '../../vsl/values/value.js';
 import type { HostCall } from '../host.js';
-import { editPendingHeaders, sameHeaderName } from '../../policy/pending-headers.js';
+import { applyHeaderEffect, isHeaderName, pendingHeaderBlock, sameHeaderName } from '../../mail/effects.js';
 
 /** One header field: its name as written, the raw text (continuation lines included, no final CRLF), the value unfolded and trimmed. */
 export interface HeaderField {
@@ -21,11 +21,10 @@ export interface HeaderField {
   value: string;
 }
 
-const HEADER_NAME = /^[\x21-\x39\x3b-\x7e]+$/;
 
 /** Throws unless `name` is a valid field name: printable ASCII, no `:` (SPEC §7.5). */
 export function checkHeaderName(fn: string, name: string): string {
-  if (!HEADER_NAME.test(name)) throw fnError(fn, `invalid header name ${JSON.stringify(name)}: printable ASCII without ':' expected`);
+  if (!isHeaderName(name)) throw fnError(fn, `invalid header name ${JSON.stringify(name)}: printable ASCII without ':' expected`);
   return name;
 }
 
@@ -96,7 +95,8 @@ export function currentHeaders(call: HostCall): HeaderField[] {
       .map((h) => field(h.name, h.raw));
   }
   const list = pendingList(call).map((h) => ({ ...h }));
-  for (const e of effects) if (e.kind === 'header') editPendingHeaders(list, e);
+  const block = pendingHeaderBlock(list);
+  for (const e of effects) if (e.kind === 'header') applyHeaderEffect(block, e);
   return list.map((h) => field(h.name, `${h.name}: ${h.value}`));
 }
 

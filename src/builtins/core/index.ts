@@ -9,6 +9,7 @@ import { envelopeBuiltins } from './envelope.js';
 import { fsBuiltins } from './fs.js';
 import { messageBuiltins } from './message.js';
 import { miscBuiltins } from './misc.js';
+import { relayBuiltins } from './relay.js';
 import { serviceBuiltins } from './services.js';
 import { transportBuiltins } from './transport.js';
 
@@ -19,10 +20,11 @@ export const coreBuiltins: HostBuiltin[] = [
   ...fsBuiltins,
   ...serviceBuiltins,
   ...miscBuiltins,
+  ...relayBuiltins,
 ];
 
 export { applyHeaderEffects, currentHeaders, foldHeader } from './message.js';
 export { parseForwardTarget, type RelayTarget } from './transport.js';
-export { serviceRegistry, ServiceRegistry, type Service } from './services.js';
+export { servicesOf, ServiceRegistry, type Service } from './services.js';
 export { contextRecord, dataSubdir } from './fs.js';
 export { parseCsv, formatCsv } from './csv.js';

@@ -6,21 +6,14 @@
 // on to the message. Reads go through currentHeaders(), which replays the
 // writes already recorded in this evaluation.
 
-import type { StageEffect } from '../../policy/types.js';
-import { textOf } from '../../vsl/runtime/objects.js';
-import { fnError, type Value } from '../../vsl/runtime/value.js';
+import type { StageEffect } from '../../mail/types.js';
+import { textOf } from '../../vsl/values/objects.js';
+import { fnError, type Value } from '../../vsl/values/value.js';
 import { typeName } from '../dns/call-args.js';
 import type { HostBuiltin, HostCall } from '../host.js';
 import { senderArg } from './addresses.js';
 import { builtin } from './define.js';
-import {
-  checkHeaderName,
-  checkHeaderValue,
-  currentHeaders,
-  currentMessage,
-  sameHeaderName,
-  type HeaderField,
-} from './headers.js';
+import { checkHeaderName, checkHeaderValue, currentHeaders, currentMessage, sameHeaderName, type HeaderField } from './headers.js';
 
 export { applyHeaderEffects, currentHeaders, foldHeader } from './headers.js';
 

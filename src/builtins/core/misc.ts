@@ -4,9 +4,9 @@
 // lives in src/builtins/psl.ts.
 
 import type { Level } from 'pino';
-import { toStr } from '../../vsl/runtime/format.js';
-import { textOf } from '../../vsl/runtime/objects.js';
-import { fnError, type Value } from '../../vsl/runtime/value.js';
+import { toStr } from '../../vsl/values/format.js';
+import { textOf } from '../../vsl/values/objects.js';
+import { fnError, type Value } from '../../vsl/values/value.js';
 import { typeName } from '../dns/call-args.js';
 import type { HostBuiltin, HostCall } from '../host.js';
 import { lookupUser } from './accounts.js';

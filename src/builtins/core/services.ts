@@ -14,21 +14,24 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseDuration } from '../../config/units.js';
-import { textOf } from '../../vsl/runtime/objects.js';
-import { VChar, fnError, isArray, isMap, type Value, type VMap } from '../../vsl/runtime/value.js';
-import { ServiceHandle } from '../../vsl/runtime/wire.js';
+import { textOf } from '../../vsl/values/objects.js';
+import { VChar, fnError, isArray, isMap, type Value, type VMap } from '../../vsl/values/value.js';
+import { ServiceHandle } from '../../vsl/values/wire.js';
 import { typeName } from '../dns/call-args.js';
 import type { HostBuiltin, HostCall } from '../host.js';
 import { lookupGroup, lookupUser } from './accounts.js';
 import { CMD_PATH, CmdService, type CmdOptions } from './cmd.js';
-import { CsvService, type CsvAccess, type CsvOptions, type CsvRefresh } from './csv.js';
+import { CsvService, type CsvAccess, type CsvOptions, type CsvRefresh, type FileTurns } from './csv.js';
+import type { HostEnv } from '../../host/ports.js';
 import { builtin } from './define.js';
 
 export type Service = CsvService | CmdService;
 
-/** The services of this process by handle id. */
+/** The services of this process by handle id (kept on HostEnv.locals: servicesOf). */
 export class ServiceRegistry {
   private readonly byId = new Map<string, Service>();
+  /** Turns of the csv writers, by file, shared by every service on that file. */
+  readonly fileTurns: FileTurns = new Map();
   get(id: string): Service | undefined {
     return this.byId.get(id);
   }
@@ -42,7 +45,10 @@ export class ServiceRegistry {
   }
 }
 
-export const serviceRegistry = new ServiceRegistry();
+/** The services of the process `env` belongs to. */
+export function servicesOf(env: HostEnv): ServiceRegistry {
+  return env.locals.get('services', () => new ServiceRegistry());
+}
 
 function serviceId(kind: string, opts: object): string {
   return createHash('sha256').update(`${kind}\0${JSON.stringify(opts)}`).digest('hex').slice(0, 24);
@@ -121,7 +127,8 @@ function createCsv(call: HostCall, fn: string, map: VMap): ServiceHandle {
   }
   const opts: CsvOptions = { file: path.resolve(call.fileDir, connector), access, refresh, delimiter };
   try {
-    return serviceRegistry.register(new CsvService(serviceId('csv', opts), opts));
+    const services = servicesOf(call.env);
+    return services.register(new CsvService(serviceId('csv', opts), opts, services.fileTurns));
   } catch (err) {
     throw fnError(fn, (err as Error).message);
   }
@@ -183,7 +190,7 @@ function createCmd(call: HostCall, fn: string, map: VMap): ServiceHandle {
       opts.gid = g;
     }
   }
-  return serviceRegistry.register(new CmdService(serviceId('cmd', opts), opts));
+  return servicesOf(call.env).register(new CmdService(serviceId('cmd', opts), opts));
 }
 
 // ---------------------------------------------------------------- built-ins
@@ -216,7 +223,7 @@ async function callService(call: HostCall, [handle, method, args]: Value[]): Pro
   const name = typeof method === 'string' ? method : '';
   const fn = `${handle.kind}.${name}`;
   const list = isArray(args!) ? args : [];
-  const s = serviceRegistry.get(handle.id);
+  const s = servicesOf(call.env).get(handle.id);
   if (!s) throw fnError(fn, 'this service no longer exists');
   if (s instanceof CsvService) {
     switch (name) {

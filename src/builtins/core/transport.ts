@@ -5,11 +5,11 @@
 // Forward targets are validated when the rule runs, with the parser the
 // delivery side uses, so a typo fails the rule instead of every delivery.
 
-import type { MailAddress, Transport } from '../../policy/types.js';
-import { addressText } from '../../policy/types.js';
+import type { MailAddress, Transport } from '../../mail/types.js';
+import { addressText } from '../../mail/types.js';
 import { parseForwardTarget as parseRelayTarget, type RelayTarget } from '../../delivery/targets.js';
-import { Fqdn, Ip4, Ip6 } from '../../vsl/runtime/objects.js';
-import { fnError, type Value } from '../../vsl/runtime/value.js';
+import { Fqdn, Ip4, Ip6 } from '../../vsl/values/objects.js';
+import { fnError, type Value } from '../../vsl/values/value.js';
 import { typeName } from '../dns/call-args.js';
 import type { HostBuiltin, HostCall } from '../host.js';
 import { currentRecipients, recipientArg, requireRecipient, requireTxn } from './addresses.js';

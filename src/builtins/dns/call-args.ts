@@ -4,11 +4,11 @@
 
 import { parseDuration } from '../../config/units.js';
 import type { HostCall } from '../host.js';
-import { DnsError } from '../host.js';
-import type { StatusKind } from '../../policy/types.js';
-import { textOf } from '../../vsl/runtime/objects.js';
-import { makeStatus, type Status } from '../../vsl/runtime/status.js';
-import { fnError, VObject, VslError, type Value } from '../../vsl/runtime/value.js';
+import { DnsError } from '../../host/ports.js';
+import type { StatusKind } from '../../mail/types.js';
+import { textOf } from '../../vsl/values/objects.js';
+import { makeStatus, type Status } from '../../vsl/values/status.js';
+import { fnError, VObject, VslError, type Value } from '../../vsl/values/value.js';
 
 /**
  * The text of a string argument, or of a host object where a string is

@@ -2,8 +2,9 @@
 // from connect. Both throw when nothing is found, so a script tells "not
 // found" from "found" with try/catch, and on errors and timeouts.
 
-import { DnsError, type HostBuiltin, type HostCall, type Resolver } from '../host.js';
-import { fnError, type Value } from '../../vsl/runtime/value.js';
+import { DnsError, type Resolver } from '../../host/ports.js';
+import type { HostBuiltin, HostCall } from '../host.js';
+import { fnError, type Value } from '../../vsl/values/value.js';
 import { argText, checkArity, dnsFailure, dnsTimeoutMs } from './call-args.js';
 import { normaliseIp } from './names.js';
 

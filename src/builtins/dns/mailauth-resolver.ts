@@ -3,7 +3,7 @@
 // mailauth tells failures apart by Node's c-ares error codes; DnsError codes
 // are mapped back to them.
 
-import { DnsError, type DnsErrorCode, type Resolver } from '../host.js';
+import { DnsError, type DnsErrorCode, type Resolver } from '../../host/ports.js';
 import { ipFromReverseName } from './names.js';
 
 export type MailauthResolver = (name: string, rrtype: string) => Promise<unknown[]>;

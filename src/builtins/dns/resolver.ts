@@ -9,7 +9,7 @@ import net from 'node:net';
 import { domainToASCII } from 'node:url';
 import type { Config } from '../../config/schema.js';
 import { parseDuration } from '../../config/units.js';
-import { DnsError, type DnsErrorCode, type MxRecord, type Resolver } from '../host.js';
+import { DnsError, type DnsErrorCode, type MxRecord, type Resolver } from '../../host/ports.js';
 import { normaliseIp, reverseName } from './names.js';
 
 /** More records than this in one answer is treated as a broken or hostile zone. */

@@ -18,8 +18,8 @@
 // domains, `user@`, shorter networks); cidr and regexp tables see the whole
 // client name and address, the whole address, or the whole HELO name.
 
-import { cidrContainsIp, parseCidr, parseIp, type Cidr } from '../../vsl/runtime/net.js';
-import type { MailAddress } from '../../policy/types.js';
+import { cidrContainsIp, parseCidr, parseIp, type Cidr } from '../../vsl/values/net.js';
+import type { MailAddress } from '../../mail/types.js';
 import { DiagnosticSink, columnOf, splitLines, type Parsed } from './diagnostics.js';
 import { networkOf } from './probe.js';
 import { compileLinearRegex, type LinearRegex } from './linear-regex.js';

@@ -6,28 +6,19 @@
 // named after the function, so the stage fails closed (SPEC §5.7).
 
 import { parseDuration } from '../../config/units.js';
-import { stageIndex, type Stage } from '../../policy/types.js';
-import type { Status } from '../../vsl/runtime/status.js';
-import { makeStatus } from '../../vsl/runtime/status.js';
-import { VObject, VslError, fnError, isArray, isMap, type Value } from '../../vsl/runtime/value.js';
+import { stageIndex, type Stage } from '../../mail/types.js';
+import { type Status, makeStatus } from '../../vsl/values/status.js';
+import { VObject, VslError, fnError, isArray, isMap, type Value } from '../../vsl/values/value.js';
 import { argText, checkArity, dnsFailure, dnsTimeoutMs, dnsblTimeoutMs, statusFor } from '../dns/call-args.js';
-import { DnsError, type HostBuiltin, type HostCall } from '../host.js';
+import { DnsError } from '../../host/ports.js';
+import { type HostBuiltin, type HostCall } from '../host.js';
 import { dataFileCacheFor, resolveDataPath, resolveMapSpec, type DataFileKind } from './data-files.js';
 import type { LegacyDecision } from './decision.js';
 import { resolverLookups, type LegacyLookups } from './lookups.js';
 import { ACCESS_TABLES, evaluateMapping, probeFor, type AccessTableName } from './mapping-table.js';
-import {
-  RESTRICTIONS,
-  RESTRICTION_NAMES,
-  RestrictionError,
-  runRestriction,
-  syncRestriction,
-  type PostfixContext,
-  type RestrictionName,
-} from './postfix.js';
+import { RESTRICTIONS, RESTRICTION_NAMES, RestrictionError, runRestriction, syncRestriction, type PostfixContext, type RestrictionName } from './postfix.js';
 import { probeFromCall } from './probe.js';
 import { DEFAULT_DELAY_MS, evaluateSmtpdCheckRules, smtpdInputFromProbe } from './smtpd-check-rules.js';
-import { relayGuardConfig, relayPermit } from '../../policy/relay-guard.js';
 
 /** call.cache key of the forward-confirmed client name, shared by the calls of a transaction. */
 const CLIENT_NAME_KEY = 'legacy:client-name';
@@ -75,11 +66,26 @@ function tooEarly(what: string, from: Stage, stage: Stage): never {
 }
 
 /** Logs what decided and makes the status. */
+/**
+ * The relay controls of SPEC §5.6 among these built-ins. Each clears the
+ * recipient at rcpt when it lets it through: a data-file format only when a
+ * line matched (a file without a catch-all line leaves a foreign recipient
+ * to the relay guard), reject_unauth_destination when it passed.
+ */
+const RELAY_CONTROLS = new Set(['smtpd_check_rules', 'mapping::check', 'postfix::permit_mynetworks', 'postfix::permit_sasl_authenticated', 'postfix::reject_unauth_destination']);
+
+function clearsRelay(fn: string, d: LegacyDecision): boolean {
+  if (!RELAY_CONTROLS.has(fn)) return false;
+  if (d.kind === 'accept') return true;
+  return d.kind === 'next' && (d.matched !== undefined || fn === 'postfix::reject_unauth_destination');
+}
+
 function toStatus(call: HostCall, fn: string, d: LegacyDecision): Status {
   const where = d.matched ? `${d.matched.file}:${d.matched.line}` : undefined;
   if (d.kind !== 'next' || where) {
     call.log.info({ fn, decision: d.kind, reply: d.reply, at: where, delayMs: d.delayMs }, `${fn}: ${d.kind}${d.reply ? ` ${d.reply}` : ''}`);
   }
+  if (call.stage === 'rcpt' && clearsRelay(fn, d)) call.effects.record({ kind: 'relay_cleared' });
   switch (d.kind) {
     case 'next':
       return makeStatus('next');
@@ -135,18 +141,8 @@ const smtpdCheckRules: HostBuiltin = {
       notoDelayMs,
       denyDelayMs,
     });
-    if (decision.kind === 'next') {
-      // No line matched. Obtuse accepted then; SPEC §8.3 has "the following
-      // rules and the relay guard decide, so the policy stays fail-closed".
-      // The guard of SPEC §5.6 only runs for an empty rcpt stage, so apply
-      // it here: a rules file without a final catch-all line must not turn
-      // the server into an open relay.
-      const permit = relayPermit(call.session, probe.recipient, relayGuardConfig(call.env.config.server));
-      if (permit === null) {
-        call.log.info({ rcpt: `${probe.recipient.local}@${probe.recipient.domain}` }, 'smtpd_check_rules: no line matched; relay guard refuses the foreign recipient');
-        return makeStatus('reject', '554 5.7.1 Relay access denied');
-      }
-    }
+    // No line matched: `next` without clearing the recipient, so the
+    // following rules and then the relay guard decide (SPEC §8.3, §5.6).
     return toStatus(call, fn, decision);
   }),
 };

@@ -11,7 +11,7 @@
 import { promises as fsp, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { HostEnv } from '../host.js';
+import type { HostEnv } from '../../host/ports.js';
 import { parseAccessMap, splitMapSpec, type AccessMap, type AccessMapType } from './access-map.js';
 import { formatDiagnostic, hasErrors, type Diagnostic, type Parsed } from './diagnostics.js';
 import { parseMappingFile, type MappingFile } from './mapping-table.js';

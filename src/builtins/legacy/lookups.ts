@@ -8,9 +8,9 @@
 // a failure there counts as "not listed" and is logged (src/builtins/dnsbl.ts).
 
 import type { Logger } from 'pino';
-import { DnsError, type Resolver } from '../host.js';
+import { DnsError, type Resolver } from '../../host/ports.js';
 import { dnsblLookup } from '../dnsbl.js';
-import { parseIp, reversedName, unmapIp } from '../../vsl/runtime/net.js';
+import { parseIp, reversedName, unmapIp } from '../../vsl/values/net.js';
 
 export type MailDomainStatus = 'found' | 'not-found' | 'null-mx' | 'temp-error';
 export type HostStatus = 'found' | 'not-found' | 'temp-error';

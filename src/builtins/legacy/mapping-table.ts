@@ -21,9 +21,9 @@
 //   the channel the standard anti-relay table of iMS tests for those forms.
 
 import type { Logger } from 'pino';
-import type { Clock } from '../host.js';
-import { addressText, type MailAddress } from '../../policy/types.js';
-import { cidrContainsIp, makeCidr4, parseCidr, parseIPv4, parseIPv6, parseIp, type Cidr } from '../../vsl/runtime/net.js';
+import type { Clock } from '../../host/ports.js';
+import { addressText, type MailAddress } from '../../mail/types.js';
+import { cidrContainsIp, makeCidr4, parseCidr, parseIPv4, parseIPv6, parseIp, type Cidr } from '../../vsl/values/net.js';
 import type { LegacyDecision } from './decision.js';
 import { DiagnosticSink, columnOf, splitLines, type Parsed } from './diagnostics.js';
 import { addressAsReceived, isExplicitlyRouted, isLocalDomain, isTrustedClient, type LegacyProbe } from './probe.js';

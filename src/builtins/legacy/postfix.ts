@@ -13,18 +13,10 @@
 // reject_non_fqdn_recipient: we know our own domains exist.
 
 import type { Logger } from 'pino';
-import { addressText, stageIndex, type Header, type MailAddress, type Stage } from '../../policy/types.js';
-import { DnsError } from '../host.js';
-import { parseIPv4, parseIPv6, parseIp } from '../../vsl/runtime/net.js';
-import {
-  addressKeys,
-  clientKeys,
-  heloKeys,
-  lookupFirst,
-  type AccessMap,
-  type ActionChecker,
-  type LookupKeys,
-} from './access-map.js';
+import { addressText, stageIndex, type Header, type MailAddress, type Stage } from '../../mail/types.js';
+import { DnsError } from '../../host/ports.js';
+import { parseIPv4, parseIPv6, parseIp } from '../../vsl/values/net.js';
+import { addressKeys, clientKeys, heloKeys, lookupFirst, type AccessMap, type ActionChecker, type LookupKeys } from './access-map.js';
 import type { LegacyDecision } from './decision.js';
 import type { LegacyLookups } from './lookups.js';
 import { ipInNetworks, isExplicitlyRouted, isLocalDomain, type LegacyProbe } from './probe.js';

@@ -3,9 +3,9 @@
 // related is asked lazily through LegacyLookups (lookups.ts) instead.
 
 import type { HostCall } from '../host.js';
-import { addressText, type MailAddress } from '../../policy/types.js';
-import { localDomainMatcher } from '../../vsl/runtime/address.js';
-import { cidrContainsIp, parseCidr, parseIp, type Cidr } from '../../vsl/runtime/net.js';
+import { addressText, type MailAddress } from '../../mail/types.js';
+import { localDomainMatcher } from '../../vsl/values/address.js';
+import { cidrContainsIp, parseCidr, parseIp, type Cidr } from '../../vsl/values/net.js';
 
 export interface LegacyProbe {
   clientIp: string;

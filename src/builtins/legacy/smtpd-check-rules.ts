@@ -25,16 +25,8 @@
 //   error rather than a pattern that can never match.
 
 import type { Logger } from 'pino';
-import type { Clock } from '../host.js';
-import {
-  cidrContainsIp,
-  makeCidr4,
-  parseCidr6,
-  parseIPv4,
-  parseIPv6,
-  parseIp,
-  type Cidr,
-} from '../../vsl/runtime/net.js';
+import type { Clock } from '../../host/ports.js';
+import { cidrContainsIp, makeCidr4, parseCidr6, parseIPv4, parseIPv6, parseIp, type Cidr } from '../../vsl/values/net.js';
 import type { LegacyDecision } from './decision.js';
 import { DiagnosticSink, columnOf, splitLines, type Parsed } from './diagnostics.js';
 import { compileGlob, globMatch, type Glob } from './glob.js';

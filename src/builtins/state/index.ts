@@ -2,7 +2,7 @@
 // redis:// / rediss:// URL. One store per server process; it is restart-only
 // configuration (R), so a reload never swaps it.
 
-import type { Clock, StateStore } from '../host.js';
+import type { Clock, StateStore } from '../../host/ports.js';
 import { MemoryStateStore } from './memory.js';
 import { RedisStateStore } from './redis.js';
 

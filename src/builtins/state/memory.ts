@@ -4,8 +4,8 @@
 // operation at a time, so every operation is atomic without locks. State is
 // per process and lost at restart, as the SPEC says.
 
-import type { Clock, StateStore } from '../host.js';
-import { systemClock } from '../host.js';
+import type { Clock, StateStore } from '../../host/ports.js';
+import { systemClock } from '../../host/ports.js';
 
 export const MEMORY_STORE_MAX_ENTRIES = 1_000_000;
 

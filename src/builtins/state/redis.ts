@@ -14,7 +14,7 @@ import type { Redis } from 'ioredis';
 
 // ioredis (~24 MB in memory) is loaded only when state.store is a Redis URL.
 const require = createRequire(import.meta.url);
-import type { StateStore } from '../host.js';
+import type { StateStore } from '../../host/ports.js';
 import { checkTtl, checkWindow } from './memory.js';
 
 export const STATE_OP_DEADLINE_MS = 1000;
