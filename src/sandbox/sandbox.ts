@@ -34,8 +34,9 @@ import { decodeValue, toWire } from '../vsl/values/wire.js';
 import { Status, statusFromWire } from '../vsl/values/status.js';
 import { encodeContext } from '../vsl/values/context-wire.js';
 import type { ContextData } from '../vsl/values/context-wire.js';
-import { VslError, type Value } from '../vsl/values/value.js';
+import type { Value } from '../vsl/values/value.js';
 import { SandboxThread } from './thread.js';
+import { answerAsync, answerSync, isWireHost, type GuestError, type HostHandler, type SandboxLimits, type StageRun, type WireHost } from './bridge.js';
 
 /** Must equal GUEST_PROTOCOL in src/vsl/guest/guest-entry.ts (not imported: that module is the guest bundle's entry). */
 const GUEST_PROTOCOL = 2;
@@ -80,68 +81,7 @@ export function guestRuntimeSource(): string {
   throw new Error('the guest runtime bundle dist/guest/runtime.js is missing: run "npm run build"');
 }
 
-/** Host side of the bridge: the policy layer implements it (src/policy/host-bridge.ts). */
-export interface HostHandler {
-  /** `state` is what the caller passed to evaluate() (or loadState at load); `ruleIndex` the directive running. */
-  callSync(state: unknown, ruleIndex: number, name: string, args: Value[], posId: number): Value;
-  callAsync(state: unknown, ruleIndex: number, name: string, args: Value[], posId: number): Promise<Value>;
-}
-
-/**
- * The bridge at the wire level (arguments and answers as the guest encodes
- * them): what a sandbox in a worker thread uses to reach the HostHandler of
- * the main thread (thread.ts) without decoding values it only passes on.
- */
-export interface WireHost {
-  wireSync(state: unknown, ruleIndex: number, name: string, argsJson: string, posId: number): string;
-  wireAsync(state: unknown, ruleIndex: number, name: string, argsJson: string, posId: number): Promise<string>;
-}
-
-function isWireHost(h: HostHandler | WireHost): h is WireHost {
-  return typeof (h as WireHost).wireSync === 'function';
-}
-
-/** Runs a synchronous host call for the guest: wire arguments in, wire answer out (never throws). */
-export function answerSync(host: HostHandler, state: unknown, ruleIndex: number, name: string, argsJson: string, posId: number): string {
-  try {
-    const args = decodeValue(argsJson);
-    const v = host.callSync(state, ruleIndex, name, Array.isArray(args) ? args : [], posId);
-    return JSON.stringify({ ok: toWire(v) });
-  } catch (e) {
-    return JSON.stringify(e instanceof VslError ? { err: e.message } : { fatal: `${name}: internal error: ${(e as Error).message}` });
-  }
-}
-
-/** Runs an I/O host call for the guest (never rejects). `state` null: at load, where I/O is refused. */
-export async function answerAsync(host: HostHandler, state: unknown, ruleIndex: number, name: string, argsJson: string, posId: number): Promise<string> {
-  try {
-    const args = decodeValue(argsJson);
-    if (state === null) throw new VslError(`${name}: I/O built-ins cannot run at load`);
-    const v = await host.callAsync(state, ruleIndex, name, Array.isArray(args) ? args : [], posId);
-    return JSON.stringify({ ok: toWire(v) });
-  } catch (e) {
-    return JSON.stringify(e instanceof VslError ? { err: e.message } : { fatal: `${name}: internal error: ${(e as Error).message}` });
-  }
-}
-
-export interface SandboxLimits {
-  memoryBytes: number;
-  ruleTimeoutMs: number;
-}
-
-export interface GuestError {
-  message: string;
-  /** vSL position of the failing expression, if it could be mapped. */
-  at: Pos | null;
-  /** Script call chain, innermost first. */
-  chain: Pos[];
-  /** timeout | memory | stack | depth | internal, or null for an ordinary runtime error. */
-  fatal: string | null;
-}
-
-export type StageRun =
-  | { ok: true; index: number; status: Status | null; trace: Array<{ index: number; kind: string; ms: number }> }
-  | { ok: false; index: number; error: GuestError; trace: Array<{ index: number; kind: string; ms: number }> };
+export { answerAsync, answerSync, type GuestError, type HostHandler, type SandboxLimits, type StageRun, type WireHost } from './bridge.js';
 
 interface PendingEval {
   id: number;
@@ -432,6 +372,7 @@ export class PolicySandbox {
       return { ok: false, error: r.err };
     }
     this.initialised = { order, main };
+    this.startThreads();
     return { ok: true, stages: r.ok! };
   }
 
@@ -492,28 +433,34 @@ export class PolicySandbox {
   }
 
   /**
+   * With threads on, MAX_THREADS worker threads start as soon as the policy
+   * has initialised here (so a new version's threads load while the reload
+   * finishes, not on the path of its first session).
+   */
+  private startThreads(): void {
+    if (!threadsOn || this.initialised === null || isWireHost(this.host) || this.threads.length > 0) return;
+    const setup = {
+      compiled: { js: this.compiled.js, positions: this.compiled.positions, lineMarks: this.compiled.lineMarks },
+      limits: this.limits,
+      serverInfo: this.serverInfo,
+      order: this.initialised.order,
+      main: this.initialised.main,
+    };
+    for (let i = 0; i < MAX_THREADS; i++) this.threads.push(new SandboxThread(setup, this.host, () => this.loadState));
+  }
+
+  /**
    * The worker thread to evaluate the next stage in (thread.ts), or null:
-   * evaluate on this thread (threads off, or this is a thread's copy).
-   * MAX_THREADS threads start together at the first evaluation, so that a
-   * thread's start-up is never on the path of a later one; an idle started
-   * thread is preferred, so one long rule holds neither the main thread nor
-   * the evaluations of other sessions.
+   * evaluate on this thread (threads off, or this is a thread's copy). An
+   * idle loaded thread is preferred, so one long rule holds neither the
+   * main thread nor the evaluations of other sessions.
    */
   private evaluationThread(): SandboxThread | null {
-    if (!threadsOn || this.initialised === null || isWireHost(this.host)) return null;
-    if (this.threads.length === 0) {
-      const setup = {
-        compiled: { js: this.compiled.js, positions: this.compiled.positions, lineMarks: this.compiled.lineMarks },
-        limits: this.limits,
-        serverInfo: this.serverInfo,
-        order: this.initialised.order,
-        main: this.initialised.main,
-      };
-      for (let i = 0; i < MAX_THREADS; i++) this.threads.push(new SandboxThread(setup, this.host, () => this.loadState));
-    }
+    this.startThreads();
+    if (this.threads.length === 0) return null;
     const idle = this.threads.find((t) => t.started && t.computing === 0);
     if (idle) return idle;
-    // Every started one is busy (or none has started yet): the least loaded.
+    // Every loaded one is busy, or none has loaded yet: the least loaded, preferring loaded ones.
     return this.threads.reduce((a, b) => (b.computing < a.computing || (b.started && !a.started) ? b : a));
   }
 

@@ -27,7 +27,7 @@ import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { CompiledPolicy } from '../vsl/compiler.js';
 import type { ContextData } from '../vsl/values/context-wire.js';
 import { Status, statusFromWire } from '../vsl/values/status.js';
-import { answerAsync, answerSync, type HostHandler, type SandboxLimits, type StageRun } from './sandbox.js';
+import { answerAsync, answerSync, type HostHandler, type SandboxLimits, type StageRun } from './bridge.js';
 
 /** What the thread needs to build its copy of the sandbox. */
 export interface ThreadSetup {
