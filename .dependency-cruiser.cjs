@@ -16,7 +16,7 @@ const LAYERS = [
   ['cli'],
   ['tools'],
   ['smtp', 'milter', 'policy-service'],
-  ['reload', 'metrics'],
+  ['reload', 'metrics', 'privileges'],
   ['policy'],
   ['sandbox'],
   ['builtins'],

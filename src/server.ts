@@ -7,6 +7,7 @@
 //   reload/ manager swaps the policy version; the front re-reads TLS files.
 
 import cluster from 'node:cluster';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import { PolicyManager } from './reload/manager.js';
 import { PolicyRunner } from './policy/runner.js';
@@ -18,6 +19,8 @@ import { createSmtpFront, type ListenerAddress, type SmtpFront } from './smtp/fr
 import { Spool } from './queue/spool.js';
 import { Scheduler } from './delivery/scheduler.js';
 import { afterQueueStages, runStageWith } from './policy/after-queue.js';
+import { transportByRcptRules } from './delivery/recipient-transport.js';
+import { dropPrivileges, giveSpoolTo } from './privileges/drop.js';
 import { createFailureTracker, failureTrackerOptions } from './builtins/auth/failures.js';
 import { PrimaryLink, serveSharedLimits } from './smtp/shared-limits.js';
 import { runSandboxesInThreads } from './sandbox/sandbox.js';
@@ -34,6 +37,8 @@ export interface ServerOptions {
   watch?: boolean;
   /** Counters and stage timings of this process. */
   stats?: ServerStats;
+  /** startDelivery: resolves once the workers' listeners are bound; privileges are dropped and delivery starts then. */
+  listening?: Promise<void>;
   /** Record deliveries instead of making them (the differential tests of explain against the server). */
   capture?: import('./delivery/message-run.js').DeliveryCapture;
 }
@@ -87,8 +92,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log, stats });
   let scheduler: Scheduler | null = null;
   if (opts.deliver !== false) {
-    scheduler = new Scheduler({ spool, config, resolver: env().resolver, stages: afterQueueStages(runStageWith(runner)), log, capture: opts.capture });
-    await scheduler.start();
+    scheduler = new Scheduler({ spool, config, resolver: env().resolver, stages: afterQueueStages(runStageWith(runner)), log, capture: opts.capture, chooseTransport: transportByRcptRules(runner, config, log), policyDir: path.dirname(opts.mainPath) });
   }
   // Worker processes share the connection slots and AUTH counts through the
   // primary (which runs startDelivery); one process keeps its own.
@@ -103,9 +107,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
   let listeners: ListenerAddress[];
   try {
+    if (opts.deliver !== false) await giveSpoolTo(config(), log);
     listeners = await front.listen();
   } catch (e) {
-    await scheduler?.stop();
+    policy.close();
+    throw e;
+  }
+  try {
+    // Bound: root is no longer needed (src/privileges/drop.ts).
+    dropPrivileges(config(), log);
+    await scheduler?.start();
+  } catch (e) {
+    await front.close(0);
     policy.close();
     primary?.close();
     throw e;
@@ -155,8 +168,17 @@ export async function startDelivery(opts: ServerOptions): Promise<DeliveryProces
   const config = (): Config => policy.current().config;
   const spool = await Spool.open(config().queue.dir, { log });
   const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log });
-  const scheduler = new Scheduler({ spool, config, resolver: env().resolver, stages: afterQueueStages(runStageWith(runner)), log });
-  await scheduler.start();
+  const scheduler = new Scheduler({ spool, config, resolver: env().resolver, stages: afterQueueStages(runStageWith(runner)), log, chooseTransport: transportByRcptRules(runner, config, log), policyDir: path.dirname(opts.mainPath) });
+  await giveSpoolTo(config(), log);
+  // Root is kept until the workers' listeners are bound (the primary binds them for the cluster).
+  const started = (opts.listening ?? Promise.resolve()).then(() => dropPrivileges(config(), log)).then(() => scheduler.start());
+  if (opts.listening) {
+    started.catch((e: Error) => {
+      log.fatal({ err: e.message }, `delivery cannot start: ${e.message}`);
+      log.flush?.();
+      process.exit(1);
+    });
+  } else await started;
   // The workers' connection slots and AUTH counts (src/smtp/shared-limits.ts).
   const stopSharedLimits = serveSharedLimits(log);
   if (opts.watch !== false) policy.watch();

@@ -18,6 +18,10 @@ export const MAIN_HELP = `usage: mta [run] --config main.vsl [options]    run th
        mta passwd FILE USER [--argon2]           add or change a credentials entry
        mta relay-test HOST:PORT [--local-domain D] | --config main.vsl
                                                  probe a server for open relaying
+       mta milter --config main.vsl --listen HOST:PORT|unix:PATH
+                                                 serve the policy as a milter (Postfix, Sendmail)
+       mta policy-server --config main.vsl --listen HOST:PORT|unix:PATH
+                                                 serve the policy to Postfix check_policy_service
        mta --help | --version
 
 Run 'mta COMMAND --help' for the options of a command.
@@ -85,6 +89,8 @@ async function loadCommand(name: string): Promise<Command | null> {
     case 'explain': return (await import('./explain.js')).explainCommand;
     case 'queue': return (await import('./queue.js')).queueCommand as Command;
     case 'relay-test': return (await import('./relay-test.js')).relayTestCommand;
+    case 'milter': return (await import('./milter.js')).milterCommand;
+    case 'policy-server': return (await import('./policy-server.js')).policyServerCommand;
     default: return null;
   }
 }

@@ -305,7 +305,7 @@ export async function queueCommand(argv: string[], io: QueueCommandIo): Promise<
         }
         const record = await spool.readRecord(place, id);
         const message = await spool.readMessage(place, id);
-        for (const r of record.recipients) if (r.transport.kind === 'forward') r.transport.target = mask(r.transport.target);
+        for (const r of record.recipients) if (r.transport.target !== undefined) r.transport.target = mask(r.transport.target);
         if (json) {
           out(`${JSON.stringify({ state: placeLabel(place), record, ...(flags.has('--body') ? { message: message.toString('utf8') } : {}) }, null, 2)}\n`);
           return 0;

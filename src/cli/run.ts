@@ -149,7 +149,8 @@ async function worker(opts: ServerOptions, log: Logger): Promise<number> {
 }
 
 async function primary(opts: ServerOptions, log: Logger, count: number): Promise<number> {
-  const delivery = await startDelivery(opts);
+  let bound = (): void => undefined;
+  const delivery = await startDelivery({ ...opts, listening: new Promise<void>((r) => (bound = r)) });
   // Let the kernel hand each new connection to a worker blocked in accept():
   // the primary then never touches client sockets (round-robin through the
   // primary costs it a hand-off per connection).
@@ -158,6 +159,7 @@ async function primary(opts: ServerOptions, log: Logger, count: number): Promise
   const fork = (): void => {
     const w = cluster.fork();
     w.on('message', (m: { type?: string; listeners?: Array<{ kind: string; address: string; port: number }> }) => {
+      if (m?.type === 'listening') bound(); // the listeners are bound: delivery drops root and starts
       if (m?.type === 'listening' && w.id === 1) {
         for (const l of m.listeners ?? []) log.info({ listener: l.kind, address: l.address, port: l.port, workers: count }, `listening on ${l.address}:${l.port} (${l.kind}, ${count} workers)`);
       }

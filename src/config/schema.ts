@@ -10,6 +10,9 @@ export interface Config {
     virtual: string[];
     relay_networks: string[];
     recipient_delimiter: string;
+    /** Extension: the user (and group; "" = the user's) the server runs as after binding its listeners; "" = stay. */
+    user: string;
+    group: string;
     interfaces: {
       addr: string[];
       addr_submission: string[];
@@ -62,9 +65,15 @@ export interface Config {
       dnsbl_timeout: string;
     };
   };
-  queue: { dir: string };
+  queue: {
+    dir: string;
+    /** Extension: how long a message stays in dead/ before it is removed; "0s" keeps it forever. */
+    dead_max_age: string;
+  };
   delivery: {
     default: string;
+    /** Extension: the transport of local-domain recipients whose rules chose none ("" = delivery.default), e.g. "maildir" or "lmtp". */
+    local: string;
     retry: string[];
     max_age: string;
     bounce: boolean;
@@ -72,6 +81,14 @@ export interface Config {
     concurrency_per_destination: number;
     maildir: string;
     mbox: string;
+    /** Extension: who local mailbox files belong to: "" (the server's user), a user name, or "{local_part}". */
+    mailbox_owner: string;
+    /** Extension: LMTP server of transport::lmtp without a target: "unix:/path", "/path" or "host[:port]". */
+    lmtp: string;
+    /** Extension: an aliases file in the /etc/aliases format for the local domains ("" = none). */
+    aliases: string;
+    /** Extension: a virtual alias map, `address target, …` or `@domain target` ("" = none). */
+    virtual_aliases: string;
     timeout: string;
     /** Extension: TCP port of MX hosts (25; tests point MX delivery at loopback servers). */
     mx_port: number;
@@ -101,6 +118,8 @@ export const RESTART_KEYS = [
   'state.prefix',
   'logs.format',
   'vsl.data_dir',
+  'server.user',
+  'server.group',
 ];
 
 export function defaultConfig(hostname: string, isTerminal = false): Config {
@@ -111,6 +130,8 @@ export function defaultConfig(hostname: string, isTerminal = false): Config {
       virtual: [],
       relay_networks: ['127.0.0.0/8', '::1/128'],
       recipient_delimiter: '+',
+      user: '',
+      group: '',
       interfaces: {
         addr: ['0.0.0.0:25'],
         addr_submission: [],
@@ -152,9 +173,10 @@ export function defaultConfig(hostname: string, isTerminal = false): Config {
       },
       dns: { servers: [], timeout: '5s', dnsbl_timeout: '2s' },
     },
-    queue: { dir: '/var/spool/mta' },
+    queue: { dir: '/var/spool/mta', dead_max_age: '0s' },
     delivery: {
       default: 'mx',
+      local: '',
       retry: ['5m', '15m', '30m', '1h', '2h', '4h'],
       max_age: '5d',
       bounce: true,
@@ -162,6 +184,10 @@ export function defaultConfig(hostname: string, isTerminal = false): Config {
       concurrency_per_destination: 8,
       maildir: '/var/vmail/{domain}/{local_part}/Maildir',
       mbox: '/var/mail/{local_part}',
+      mailbox_owner: '',
+      lmtp: '',
+      aliases: '',
+      virtual_aliases: '',
       timeout: '5m',
       mx_port: 25,
     },

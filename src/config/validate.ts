@@ -22,6 +22,7 @@ const DURATION_KEYS = new Set([
   'server.tls.handshake_timeout', 'server.smtp.error.delay', 'server.smtp.greeting_delay', 'server.smtp.timeout',
   'server.smtp.data_timeout', 'server.smtp.session_timeout', 'server.auth.failure_window', 'server.dns.timeout',
   'server.dns.dnsbl_timeout', 'delivery.max_age', 'delivery.timeout', 'vsl.rule_timeout', 'vsl.io_budget',
+  'queue.dead_max_age',
 ]);
 const ENUMS: Record<string, string[]> = {
   'vsl.error_status': ['tempfail', 'deny'],

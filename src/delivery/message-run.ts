@@ -24,18 +24,20 @@
 import type { Clock, Resolver } from '../host/ports.js';
 import type { Config } from '../config/schema.js';
 import { parseDuration } from '../config/units.js';
-import type { AfterQueueDecision, MailAddress, RememberedAfterQueue, StageEffect } from '../mail/types.js';
+import type { AfterQueueDecision, MailAddress, RememberedAfterQueue, StageEffect, Transport } from '../mail/types.js';
 import { addressText } from '../mail/types.js';
-import { type EnvelopeRecord, isOpen, type RecipientRecord, type SessionSnapshot } from '../queue/envelope.js';
+import { type EnvelopeRecord, isOpen, newRecipientRecord, type RecipientRecord, type SessionSnapshot, snapshotSession } from '../queue/envelope.js';
+import { type AliasTables, expandAlias } from './aliases.js';
 import { applyMessageEffects, isMessageEffect } from '../queue/message.js';
 import { ACTIVE, DEAD, DEFERRED, quarantinePlace, sha256Hex, type Spool, type SpoolLogger } from '../queue/spool.js';
 import { buildDsn } from './dsn.js';
 import { applyEnvelopeEffects } from './effects.js';
-import { deliverMaildir, deliverMbox } from './local.js';
-import { delivered, type RcptResult } from './outcome.js';
+import { deferred, delivered, type RcptResult } from './outcome.js';
 import type { DeliveryPool } from './pool.js';
 import { isExpired, retryDelay, retrySchedule } from './retry.js';
+import { type ChooseTransport, ownSession } from './recipient-transport.js';
 import { routeFor } from './routes.js';
+import type { TransportContext, TransportDef } from './transports/index.js';
 
 /**
  * The policy's post-queue half (SPEC §5.3, §5.4), injected by whoever wires
@@ -53,7 +55,7 @@ export interface AfterQueueStages {
  * What would have been delivered, instead of delivering it: `mta explain`'s
  * dry run and the differential tests replace every transport at this edge.
  */
-export type DeliveryCapture = (d: { transport: 'smtp' | 'maildir' | 'mbox'; destination: string | null; mailFrom: string; rcpts: string[]; data: Buffer }) => void;
+export type DeliveryCapture = (d: { transport: string; destination: string | null; mailFrom: string; rcpts: string[]; data: Buffer }) => void;
 
 export interface RunContext {
   spool: Spool;
@@ -68,6 +70,10 @@ export interface RunContext {
   pool: DeliveryPool;
   resolver: Resolver;
   mxPort: number;
+  /** The transport of a recipient the server adds (the DSN's recipient): what the rcpt rules choose. */
+  chooseTransport: ChooseTransport;
+  /** The alias tables of delivery.aliases and delivery.virtual_aliases (throws when a file cannot be read). */
+  aliases: () => Promise<AliasTables>;
 }
 
 /** Where a pass left the message (the scheduler indexes deferred ones). */
@@ -138,6 +144,7 @@ export class MessageRun {
       }
     }
 
+    await this.expandAliases();
     await this.attempt();
     if (this.record.recipients.some((r) => r.dsn === 'pending')) {
       if (!(await this.bounce()) && !this.record.recipients.some(isOpen)) return this.toDeferredForBounce();
@@ -248,14 +255,48 @@ export class MessageRun {
     return this.moveTo('deferred', next);
   }
 
+  // ---- aliases ----
+
+  /**
+   * Replaces every open recipient that has an alias by the addresses it
+   * expands to (each with the transport the rcpt rules choose for it); the
+   * alias itself is done. An alias loop fails that recipient (5.4.6).
+   */
+  private async expandAliases(): Promise<void> {
+    const tables = await this.ctx.aliases();
+    if (tables.local.size === 0 && tables.virtual.size === 0) return;
+    let changed = false;
+    for (const r of this.record.recipients.filter((x) => isOpen(x) && x.alias_of === undefined)) {
+      const x = expandAlias(r.address, tables, this.ctx.cfg);
+      if (x.kind === 'none') continue;
+      changed = true;
+      const addr = addressText(r.address);
+      if (x.kind === 'loop') {
+        this.ctx.log.info({ queue_id: this.id, rcpt: addr, chain: x.chain }, `queue: ${this.id}: alias loop for ${addr}: ${x.chain.join(' -> ')}`);
+        this.fail(r, `554 5.4.6 alias loop: ${x.chain.join(' -> ')}`, '5.4.6', null);
+        continue;
+      }
+      r.state = 'delivered';
+      r.status = '2.0.0';
+      r.delivered_at = iso(this.now());
+      r.next_attempt = null;
+      for (const a of x.addresses) {
+        if (this.record.recipients.some((o) => isOpen(o) && rcptKey(o.address) === rcptKey(a))) continue;
+        const added = newRecipientRecord(a, await this.ctx.chooseTransport(a, this.record.mail_from));
+        added.alias_of = addr;
+        this.record.recipients.push(added);
+      }
+      this.ctx.log.info({ queue_id: this.id, rcpt: addr, to: x.addresses.map(addressText) }, `queue: ${this.id}: ${addr} is an alias of ${x.addresses.map(addressText).join(', ')}`);
+    }
+    if (changed) await this.save();
+  }
+
   // ---- delivery ----
 
   private async attempt(): Promise<void> {
-    const cfg = this.ctx.cfg;
     const open = this.record.recipients.filter(isOpen);
-    const mailFrom = addressText(this.record.mail_from);
-    const deps = { resolver: this.ctx.resolver, mxPort: this.ctx.mxPort, random: this.ctx.random };
-    const smtpGroups = new Map<string, { dest: import('./pool.js').Destination; rcpts: RecipientRecord[] }>();
+    const tctx = this.transportContext();
+    const groups = new Map<string, { def: TransportDef; transport: Transport; rcpts: RecipientRecord[] }>();
     const tasks: Array<Promise<void>> = [];
     const settle = (rcpts: RecipientRecord[], results: RcptResult[]) => {
       const byAddr = new Map(results.map((r) => [r.address.toLowerCase(), r]));
@@ -270,44 +311,28 @@ export class MessageRun {
       return this.allDelivered() ? this.writes : this.save();
     };
     for (const r of open) {
-      const route = routeFor(r.transport, r.address, cfg, deps);
-      const addr = addressText(r.address);
-      const capture = this.ctx.capture;
-      if (capture !== undefined && (route.kind === 'smtp' || route.kind === 'maildir' || route.kind === 'mbox')) {
-        capture({ transport: route.kind, destination: route.kind === 'smtp' ? route.dest.key : null, mailFrom, rcpts: [addr], data: this.message });
-        tasks.push(settle([r], [delivered(addr, `captured for ${route.kind} (no delivery made)`)]));
+      const route = routeFor(r.transport, r.address, tctx);
+      if ('error' in route) {
+        tasks.push(settle([r], [route.error.resultFor(addressText(r.address))]));
         continue;
       }
-      switch (route.kind) {
-        case 'none':
-          this.ctx.log.info({ queue_id: this.id, rcpt: addr }, `queue: ${this.id}: delivery disabled for ${addr}`);
-          tasks.push(settle([r], [delivered(addr, 'delivery disabled by policy (no delivery made)')]));
-          break;
-        case 'error':
-          tasks.push(settle([r], [route.error.resultFor(addr)]));
-          break;
-        case 'maildir':
-        case 'mbox': {
-          const fn = route.kind === 'maildir' ? deliverMaildir : deliverMbox;
-          const template = route.kind === 'maildir' ? cfg.delivery.maildir : cfg.delivery.mbox;
-          tasks.push(
-            this.ctx.pool
-              .runLocal(() => fn(template, this.record.mail_from, r.address, this.message, this.now()))
-              .then((res) => settle([r], [res])),
-          );
-          break;
-        }
-        case 'smtp': {
-          const g = smtpGroups.get(route.dest.key) ?? { dest: route.dest, rcpts: [] };
-          g.rcpts.push(r);
-          smtpGroups.set(route.dest.key, g);
-          break;
-        }
-      }
+      const g = groups.get(route.key) ?? { def: route.def, transport: route.transport, rcpts: [] };
+      g.rcpts.push(r);
+      groups.set(route.key, g);
     }
-    for (const g of smtpGroups.values()) {
-      const rcpts = g.rcpts.map((r) => addressText(r.address));
-      tasks.push(this.ctx.pool.submit(g.dest, { mailFrom, rcpts, data: this.message }).then((results) => settle(g.rcpts, results)));
+    for (const [key, g] of groups) {
+      const job = { queueId: this.id, mailFrom: this.record.mail_from, rcpts: g.rcpts.map((r) => r.address), message: this.message };
+      const capture = this.ctx.capture;
+      if (capture !== undefined && g.def.delivers !== false) {
+        const rcpts = job.rcpts.map(addressText);
+        capture({ transport: g.def.kind, destination: key === g.def.kind ? null : key, mailFrom: addressText(job.mailFrom), rcpts, data: this.message });
+        tasks.push(settle(g.rcpts, rcpts.map((a) => delivered(a, `captured for ${g.def.kind} (no delivery made)`))));
+        continue;
+      }
+      const results = g.def.deliver(g.transport, job, tctx).catch((err: Error) =>
+        job.rcpts.map((a) => deferred(addressText(a), `451 4.3.0 ${g.def.kind} delivery failed: ${err.message}`, '4.3.0')),
+      );
+      tasks.push(results.then((res) => settle(g.rcpts, res)));
     }
     await Promise.all(tasks);
     this.record.attempts++;
@@ -317,6 +342,11 @@ export class MessageRun {
       .filter((n) => !Number.isNaN(n));
     this.record.next_attempt = nexts.length ? iso(Math.min(...nexts)) : null;
     if (!this.allDelivered()) await this.save();
+  }
+
+  private transportContext(): TransportContext {
+    const c = this.ctx;
+    return { cfg: c.cfg, pool: c.pool, resolver: c.resolver, mxPort: c.mxPort, random: c.random, now: () => this.now(), log: c.log };
   }
 
   private allDelivered(): boolean {
@@ -365,23 +395,7 @@ export class MessageRun {
   // ---- bounces ----
 
   private localSession(): SessionSnapshot {
-    const cfg = this.ctx.cfg;
-    return {
-      id: `dsn-${this.id}`,
-      listener: 'smtp',
-      client_ip: '127.0.0.1',
-      client_port: 0,
-      server_ip: '127.0.0.1',
-      server_port: 0,
-      server_name: cfg.server.name,
-      connected_at: iso(this.now()),
-      tls: null,
-      helo: cfg.server.name,
-      esmtp: true,
-      auth: null,
-      reverse_name: null,
-      remembered: null,
-    };
+    return snapshotSession(ownSession(this.ctx.cfg, `dsn-${this.id}`, new Date(this.now())));
   }
 
   /**
@@ -408,7 +422,7 @@ export class MessageRun {
         await this.ctx.spool.enqueue({
           id: dsnId,
           mailFrom: NULL_SENDER,
-          rcpts: [{ address: { ...this.record.mail_from }, transport: { kind: 'default' } }],
+          rcpts: [{ address: { ...this.record.mail_from }, transport: await this.ctx.chooseTransport(this.record.mail_from, NULL_SENDER) }],
           data,
           session: this.localSession(),
           txnRemembered: null,

@@ -25,7 +25,10 @@ import { ACTIVE, CorruptMessageError, DEFERRED, type Place, type Spool, type Spo
 import { errCode } from '../queue/durable.js';
 import { isQueueId } from '../queue/id.js';
 import { deliveryTimeouts, MessageRun, type AfterQueueStages, type RunResult } from './message-run.js';
+import { AliasFiles } from './aliases.js';
+import { expireDead } from './dead-expiry.js';
 import { DeliveryPool } from './pool.js';
+import { type ChooseTransport, defaultOnly } from './recipient-transport.js';
 
 export type { AfterQueueStages } from './message-run.js';
 
@@ -48,6 +51,10 @@ export interface SchedulerOptions {
   idleMs?: number;
   /** Messages processed at once (default max(16, 2 × delivery.concurrency)). */
   maxInFlight?: number;
+  /** The transport of recipients the server adds (DSNs): the rcpt rules' choice (default: delivery.default). */
+  chooseTransport?: ChooseTransport;
+  /** The policy's directory: relative alias file names are relative to it (default: the working directory). */
+  policyDir?: string;
   /** Extra trust anchors for verified outgoing TLS. */
   tlsCa?: import('node:tls').SecureContextOptions['ca'];
   /** Record deliveries instead of making them (mta explain, differential tests). */
@@ -78,6 +85,7 @@ export class Scheduler {
   private scanning: Promise<void> | null = null;
   private watcher: FSWatcher | null = null;
   private pumpQueued = false;
+  private readonly aliasFiles: AliasFiles;
   private readonly onEnqueued = (id: string, place: Place) => {
     if (place.kind !== 'active') return;
     this.ready.add(id);
@@ -89,6 +97,7 @@ export class Scheduler {
     this.log = opts.log ?? { info() {}, warn() {}, error() {} };
     this.random = opts.random ?? Math.random;
     this.scanIntervalMs = Math.min(opts.scanIntervalMs ?? 5000, 10_000);
+    this.aliasFiles = new AliasFiles((file, w) => this.log.warn({ file, line: w.line }, `aliases: ${file}:${w.line}: ${w.message}`), opts.policyDir);
     const cfg = opts.config();
     this.pool = new DeliveryPool({
       concurrency: cfg.delivery.concurrency,
@@ -125,6 +134,12 @@ export class Scheduler {
     for (const d of report.deferred) this.deferredIndex.set(d.id, d.nextAttempt);
     this.lastScan = this.clock.now();
     this.lastStrayCollection = this.clock.now();
+    await this.expireDead();
+  }
+
+  /** Removes what stayed in dead/ longer than queue.dead_max_age. */
+  expireDead(): Promise<number> {
+    return expireDead(this.opts.spool, this.opts.config(), this.clock.now(), this.log);
   }
 
   /** Takes the spool's scheduler lock, recovers, and starts delivering. */
@@ -229,6 +244,7 @@ export class Scheduler {
     if (this.clock.now() - this.lastStrayCollection >= STRAY_INTERVAL_MS) {
       this.lastStrayCollection = this.clock.now();
       await spool.sweep();
+      await this.expireDead();
     }
   }
 
@@ -303,6 +319,8 @@ export class Scheduler {
         capture: this.opts.capture,
         resolver: this.opts.resolver,
         mxPort: this.opts.mxPort ?? cfg.delivery.mx_port,
+        chooseTransport: this.opts.chooseTransport ?? defaultOnly,
+        aliases: () => this.aliasFiles.tables(cfg),
       },
       loaded.record,
       loaded.message,

@@ -52,14 +52,15 @@ export interface Remembered {
   at: string;
 }
 
-/** Transport chosen for one recipient (SPEC §7.6); the delivery side acts on it. */
-export type Transport =
-  | { kind: 'default' }
-  | { kind: 'mx' }
-  | { kind: 'forward'; target: string }
-  | { kind: 'maildir' }
-  | { kind: 'mbox' }
-  | { kind: 'none' };
+/**
+ * Transport chosen for one recipient (SPEC §7.6): `default` (delivery.default)
+ * or a kind of the transport table (src/delivery/transports/), with its
+ * target when it takes one. The table checks it; the delivery side acts on it.
+ */
+export interface Transport {
+  kind: string;
+  target?: string;
+}
 
 export interface Recipient {
   address: MailAddress;

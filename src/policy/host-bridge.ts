@@ -36,6 +36,8 @@ export interface LoadState {
   load: true;
   /** Data files read at load, for the reload watcher. */
   dataFiles: Set<string>;
+  /** Set while on_config runs: built-ins see the pseudo-stage 'config' (env() is unrestricted there, SPEC §7.2). */
+  inOnConfig?: boolean;
 }
 
 export class RecordingEffects implements Effects {
@@ -117,7 +119,7 @@ export class HostBridge {
       if (b && b.io) throw fnError(name, 'I/O built-ins cannot run at load');
       // Load-time calls (services, csv, file): a session-less call.
       return {
-        stage: 'connect', rule: '', at: this.at(posId), fileDir: this.fileDirOf(posId),
+        stage: isLoadState(state) && state.inOnConfig ? ('config' as Stage) : 'connect', rule: '', at: this.at(posId), fileDir: this.fileDirOf(posId),
         session: LOAD_SESSION, txn: null, message: null, env: this.env, log: this.env.log,
         effects: new RecordingEffects(), cache: new Map(), dryRun: false,
       };

@@ -185,7 +185,9 @@ export async function loadPolicy(mainPath: string, opts: LoadOptions): Promise<L
   try {
     if (compiled.onConfig) {
       const defaults = decodeValue(encodeValue(configToValue(config)));
+      loadState.inOnConfig = true;
       const r = sandbox.runOnConfig(compiled.onConfig.module, 'on_config/1', defaults);
+      loadState.inOnConfig = false;
       if (!r.ok) {
         diagnostics.push(guestDiag(r.error, compiled.onConfig.pos, 'on_config failed: '));
       } else {

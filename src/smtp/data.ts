@@ -8,6 +8,7 @@ import { applyMessageEdit } from '../mail/effects.js';
 import { DataCollector, MessageDraft, type DataProblem } from './message.js';
 import type { SmtpProtocol } from './protocol.js';
 import { R } from './replies.js';
+import { missingSubmissionFields } from './submission-headers.js';
 import { decideStage } from '../policy/stage-machine.js';
 import type { DataEnd } from './wire.js';
 
@@ -75,6 +76,7 @@ async function endOfData(p: SmtpProtocol, collector: DataCollector): Promise<voi
   const received = receivedHeader(session, { serverName: s.serverName, id: txn.id, date: new Date(front.clock.now()) });
   // Received: first, then pending headers in call order, then the client's (SPEC §7.5, §10).
   const draft = MessageDraft.assemble([received, ...session.pendingHeaders, ...txn.pendingHeaders], checked.parsed);
+  for (const h of missingSubmissionFields({ session, relayNetworks: s.relay.relayNetworks, present: draft.headers(), id: txn.id, serverName: s.serverName, now: new Date(front.clock.now()) })) draft.append(h.name, h.value);
   for (const edit of txx.messageEdits) if (edit.kind === 'msg_from' || edit.kind === 'msg_rcpt') applyMessageEdit(draft, edit);
   const { applied } = await decideStage(front, state, p.log, 'preq', R.queued(txn.id), draft);
   if (!applied.accept) {

@@ -57,7 +57,7 @@ export interface ExplainRow {
 
 /** A delivery the server would make (captured at the transport edge). */
 export interface ExplainDelivery {
-  transport: 'smtp' | 'maildir' | 'mbox';
+  transport: string; // the transport kind (mx, forward, maildir, mbox, lmtp…)
   /** `host:port` or the MX domain for smtp; null for local transports. */
   destination: string | null;
   mailFrom: string;

@@ -92,7 +92,7 @@ describe('transport:: *_all', () => {
 
   test('every transport built-in is declared from rcpt', () => {
     const names = coreBuiltins.filter((b) => b.name.startsWith('transport::'));
-    assert.equal(names.length, 10);
+    assert.equal(names.length, 12);
     for (const b of names) assert.equal(b.from, 'rcpt', b.name);
   });
 });

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import type { Config } from '../../src/config/schema.js';
 import type { Transport } from '../../src/mail/types.js';
 import { DEAD, DEFERRED } from '../../src/queue/spool.js';
-import { mboxEntry } from '../../src/delivery/local.js';
+import { mboxEntry } from '../../src/delivery/transports/mbox.js';
 import { addr, openDeliveryFixture, T0 } from '../helpers/delivery-fixtures.js';
 
 // ---- fixtures ----

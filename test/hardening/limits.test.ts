@@ -139,7 +139,7 @@ describe('limits set by configuration, on the whole server', () => {
     await writeFile(passwd, `jdoe:${await hashScrypt('s3cret-pw', { ln: 10, r: 8, p: 1, saltBytes: 16, hashBytes: 32 })}\n`);
     const s = await startFullServer({
       policy: DOE_FAMILY(),
-      set: [`server.auth.backend=${JSON.stringify(`file:${passwd}`)}`, 'server.auth.failures_per_ip_max=2', 'server.smtp.error.delay="0s"'],
+      set: [`server.auth.backend=${JSON.stringify(`file:${passwd}`)}`, 'server.auth.failures_per_ip_max=2', 'server.smtp.error.delay="0s"', 'server.auth.allow_plaintext=true'],
     }).catch(async (e: unknown) => {
       await rm(dir, { recursive: true, force: true });
       throw e;
@@ -172,7 +172,7 @@ describe('limits set by configuration, on the whole server', () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'vsl-mta-hardening-passwd-'));
     const passwd = path.join(dir, 'passwd');
     await writeFile(passwd, `jdoe:${await hashScrypt('s3cret-pw', { ln: 10, r: 8, p: 1, saltBytes: 16, hashBytes: 32 })}\n`);
-    const s = await startFullServer({ policy: DOE_FAMILY(), set: [`server.auth.backend=${JSON.stringify(`file:${passwd}`)}`, 'server.auth.attempts_max=1', 'server.smtp.error.delay="0s"'] }).catch(async (e: unknown) => {
+    const s = await startFullServer({ policy: DOE_FAMILY(), set: [`server.auth.backend=${JSON.stringify(`file:${passwd}`)}`, 'server.auth.attempts_max=1', 'server.smtp.error.delay="0s"', 'server.auth.allow_plaintext=true'] }).catch(async (e: unknown) => {
       await rm(dir, { recursive: true, force: true });
       throw e;
     });

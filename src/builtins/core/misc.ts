@@ -9,7 +9,7 @@ import { textOf } from '../../vsl/values/objects.js';
 import { fnError, type Value } from '../../vsl/values/value.js';
 import { typeName } from '../dns/call-args.js';
 import type { HostBuiltin, HostCall } from '../host.js';
-import { lookupUser } from './accounts.js';
+import { lookupUser } from '../../host/accounts.js';
 import { builtin } from './define.js';
 
 const LEVELS: readonly Level[] = ['trace', 'debug', 'info', 'warn', 'error'];

@@ -19,7 +19,7 @@ import { VChar, fnError, isArray, isMap, type Value, type VMap } from '../../vsl
 import { ServiceHandle } from '../../vsl/values/wire.js';
 import { typeName } from '../dns/call-args.js';
 import type { HostBuiltin, HostCall } from '../host.js';
-import { lookupGroup, lookupUser } from './accounts.js';
+import { lookupGroup, lookupUser } from '../../host/accounts.js';
 import { CMD_PATH, CmdService, type CmdOptions } from './cmd.js';
 import { CsvService, type CsvAccess, type CsvOptions, type CsvRefresh, type FileTurns } from './csv.js';
 import type { HostEnv } from '../../host/ports.js';

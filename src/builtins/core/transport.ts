@@ -1,13 +1,16 @@
-// transport:: (SPEC §7.6): how each recipient is delivered — MX, forward to a
-// relay, maildir, mbox, or not at all. Recorded as `transport` effects, one
-// per recipient; the delivery side acts on them (src/delivery/).
+// transport:: (SPEC §7.6): how each recipient is delivered. Two built-ins
+// per transport of the table (src/delivery/transports/index.ts):
+// `transport::<name>(rcpt, [target])` and `transport::<name>_all([target])`.
+// Recorded as `transport` effects, one per recipient; the delivery side acts
+// on them.
 //
-// Forward targets are validated when the rule runs, with the parser the
-// delivery side uses, so a typo fails the rule instead of every delivery.
+// Targets are validated when the rule runs, by the transport's own check,
+// so a typo fails the rule instead of every delivery.
 
 import type { MailAddress, Transport } from '../../mail/types.js';
 import { addressText } from '../../mail/types.js';
 import { parseForwardTarget as parseRelayTarget, type RelayTarget } from '../../delivery/targets.js';
+import { TRANSPORTS, type TransportDef } from '../../delivery/transports/index.js';
 import { Fqdn, Ip4, Ip6 } from '../../vsl/values/objects.js';
 import { fnError, type Value } from '../../vsl/values/value.js';
 import { typeName } from '../dns/call-args.js';
@@ -28,20 +31,21 @@ export function parseForwardTarget(target: string | Value): RelayTarget {
   return parseRelayTarget(forwardTargetText(target));
 }
 
-/** The text of a forward target argument: a string, or an ip4/ip6/fqdn object. */
+/** The text of a target argument: a string, or an ip4/ip6/fqdn object. */
 function forwardTargetText(v: Value): string {
   if (v instanceof Ip4 || v instanceof Ip6 || v instanceof Fqdn) return v.text();
   if (typeof v === 'string') return v.trim();
   throw new Error(`forward target must be a string, an ip or an fqdn, got ${typeName(v)}`);
 }
 
-/** A validated forward target as stored in the transport (its text). */
-function targetArg(fn: string, v: Value | undefined): string {
-  if (v === undefined) throw fnError(fn, 'a forward target is required');
+/** The transport a built-in call asks for: its kind and the validated target argument, if any. */
+function transportFrom(fn: string, def: TransportDef, arg: Value | undefined): Transport {
+  if (!def.target || (arg === undefined && def.target.optional)) return { kind: def.kind };
+  if (arg === undefined) throw fnError(fn, 'a target is required');
   try {
-    const text = forwardTargetText(v);
-    parseRelayTarget(text);
-    return text;
+    const text = forwardTargetText(arg);
+    def.target.check(text);
+    return { kind: def.kind, target: text };
   } catch (err) {
     throw fnError(fn, (err as Error).message);
   }
@@ -66,7 +70,9 @@ const oneRecipient: Targets = (call, name, args) => ({
 /** The `_all` form: every recipient present at the call. */
 const allRecipients: Targets = (call, _name, args) => ({ rcpts: currentRecipients(call), rest: args });
 
-function transportSetter(name: string, arity: number, targets: Targets, make: (call: HostCall, args: Value[]) => Transport): HostBuiltin {
+/** One built-in of a transport; `fixed` is 1 for the one-recipient form (its recipient argument), 0 for `_all`. */
+function transportSetter(def: TransportDef, name: string, fixed: number, targets: Targets): HostBuiltin {
+  const arity: number | [number, number] = !def.target ? fixed : def.target.optional ? [fixed, fixed + 1] : fixed + 1;
   return builtin({
     name,
     from: 'rcpt',
@@ -75,32 +81,13 @@ function transportSetter(name: string, arity: number, targets: Targets, make: (c
     fn(call, args) {
       requireTxn(call, name);
       const { rcpts, rest } = targets(call, name, args);
-      setTransport(call, rcpts, make(call, rest));
+      setTransport(call, rcpts, transportFrom(name, def, rest[0]));
       return undefined;
     },
   });
 }
 
-const one = (name: string, arity: number, make: (call: HostCall, args: Value[]) => Transport): HostBuiltin =>
-  transportSetter(name, arity, oneRecipient, make);
-const all = (name: string, arity: number, make: (call: HostCall, args: Value[]) => Transport): HostBuiltin =>
-  transportSetter(name, arity, allRecipients, make);
-
-const mx = (): Transport => ({ kind: 'mx' });
-const maildir = (): Transport => ({ kind: 'maildir' });
-const mbox = (): Transport => ({ kind: 'mbox' });
-const none = (): Transport => ({ kind: 'none' });
-const forward = (fn: string) => (_call: HostCall, [t]: Value[]): Transport => ({ kind: 'forward', target: targetArg(fn, t) });
-
-export const transportBuiltins: HostBuiltin[] = [
-  one('transport::deliver', 1, mx),
-  all('transport::deliver_all', 0, mx),
-  one('transport::forward', 2, forward('transport::forward')),
-  all('transport::forward_all', 1, forward('transport::forward_all')),
-  one('transport::maildir', 1, maildir),
-  all('transport::maildir_all', 0, maildir),
-  one('transport::mbox', 1, mbox),
-  all('transport::mbox_all', 0, mbox),
-  one('transport::disable_delivery', 1, none),
-  all('transport::disable_delivery_all', 0, none),
-];
+export const transportBuiltins: HostBuiltin[] = TRANSPORTS.flatMap((def) => [
+  transportSetter(def, `transport::${def.builtin}`, 1, oneRecipient),
+  transportSetter(def, `transport::${def.builtin}_all`, 0, allRecipients),
+]);

@@ -1,6 +1,6 @@
 // System users and groups, read from /etc/passwd and /etc/group (no NSS, no
-// shelling out): user_exist (SPEC §7.2) and the user/group of cmd services
-// (§7.12).
+// shelling out): user_exist (SPEC §7.2), the user/group of cmd services
+// (§7.12), mailbox owners and server.user (a port to the system, so in host/).
 
 import fs from 'node:fs';
 
