@@ -26,7 +26,7 @@ before(async () => {
 });
 after(() => rm(dir, { recursive: true, force: true }));
 
-const settings = (max: number): string[] => [`server.auth.backend=${JSON.stringify(`file:${passwd}`)}`, `server.auth.failures_per_ip_max=${max}`, 'server.auth.attempts_max=1', 'server.smtp.error.delay="0s"'];
+const settings = (max: number): string[] => [`server.auth.backend=${JSON.stringify(`file:${passwd}`)}`, `server.auth.failures_per_ip_max=${max}`, 'server.auth.attempts_max=1', 'server.smtp.error.delay="0s"', 'server.auth.allow_plaintext=true'];
 
 /** One session: EHLO, then AUTH PLAIN with a wrong password; the AUTH reply. */
 async function wrongPassword(port: number, clients: SmtpClient[], i: number): Promise<string> {

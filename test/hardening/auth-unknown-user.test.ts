@@ -71,7 +71,7 @@ describe('unknown users cost what real users cost', () => {
 
 describe('over a real socket', () => {
   test('an unknown user and a real user with a wrong password get the same 535; the right password 235', async () => {
-    const s = await startFullServer({ policy: DOE_FAMILY(), set: [`server.auth.backend=${JSON.stringify(`file:${passwd}`)}`, 'server.auth.failures_per_ip_max=100', 'server.smtp.error.delay="0s"'] });
+    const s = await startFullServer({ policy: DOE_FAMILY(), set: [`server.auth.backend=${JSON.stringify(`file:${passwd}`)}`, 'server.auth.failures_per_ip_max=100', 'server.smtp.error.delay="0s"', 'server.auth.allow_plaintext=true'] });
     try {
       const auth = async (user: string, pw: string): Promise<string> => {
         const c = await s.client();
