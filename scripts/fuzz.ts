@@ -9,7 +9,8 @@
 // deferred and stays in the spool), then runs random and mutated SMTP
 // sessions for the given time: grammar-aware commands, addresses from the
 // classes of SPEC §4.4, DATA bodies with bare CR/LF, smuggling dots, NUL
-// bytes and overlong lines, STARTTLS in the middle (with a throw-away
+// bytes, overlong lines and header fields folded over up to 320,000 lines,
+// large DATA transfers left unfinished, STARTTLS in the middle (with a throw-away
 // certificate), AUTH exchanges, pipelining bursts, split writes, stalls and
 // abrupt closes. Meanwhile it checks that
 //
@@ -251,6 +252,7 @@ function body(r: Rng): { data: Buffer; ended: boolean } {
   if (r.chance(0.1)) for (let i = r.int(45, 55); i > 0; i--) headers.push('Received: from a by b; Sat, 1 Jan 2000 00:00:00 +0000');
   if (r.chance(0.1)) headers.push(`X-Long: ${Array.from({ length: r.int(10, 400) }, () => 'word').join('\r\n ')}`);
   if (r.chance(0.05)) headers.push(`X-Huge: ${'h'.repeat(r.int(1000, 40_000))}`);
+  if (r.chance(0.08)) headers.push(foldedField(r));
   const lines: string[] = [];
   for (let i = r.int(0, 40); i > 0; i--) {
     lines.push(r.weighted([
@@ -292,6 +294,19 @@ function body(r: Rng): { data: Buffer; ended: boolean } {
   // Whether the server has a proper end to answer: otherwise it waits for more text.
   const ended = tail !== '' || before.includes('\r\n.\r\n');
   return { data: Buffer.concat([buf, Buffer.from(end + tail, 'latin1')]), ended };
+}
+
+/**
+ * One field folded over many continuation lines (issue 16 item 1: the parser
+ * must stay linear), with odd folds: tabs, runs of spaces, whitespace-only
+ * lines; now and then long enough to pass header_size_max (1 MiB by default).
+ */
+function foldedField(r: Rng): string {
+  const lines = r.weighted([[6, r.int(100, 5_000)], [3, r.int(20_000, 120_000)], [1, r.int(270_000, 320_000)]]);
+  const folds = [' a', '\tb', '   c', ' ', '\t', ' word word'];
+  const parts = [`X-Folded-${r.int(0, 99)}: start`];
+  for (let i = 0; i < lines; i++) parts.push(r.chance(0.9) ? ' a' : r.pick(folds));
+  return parts.join('\r\n');
 }
 
 /** Byte-level damage to a line: flips, insertions of CR/LF/NUL, truncation, duplication. */
@@ -494,6 +509,7 @@ async function session(port: number, r: Rng, stats: Stats, tlsAvailable: boolean
         [14, 'command'], [8, 'transaction'], [5, 'data'], [4, 'pipeline'], [3, 'mutate'],
         [2, 'starttls'], [1, 'starttls-inject'], [2, 'longline'], [2, 'controls'], [2, 'split'],
         [2, 'auth-exchange'], [1, 'stall'], [1, 'garbage'], [1, 'halfclose'], [1, 'abort'],
+        [2, 'unfinished'],
       ]);
       switch (action) {
         case 'command':
@@ -512,6 +528,28 @@ async function session(port: number, r: Rng, stats: Stats, tlsAvailable: boolean
           // A body without a proper end leaves the session in DATA: end it, mostly.
           if (r.chance(0.8)) c.write('\r\n.\r\n');
           break;
+        case 'unfinished': {
+          // Issue 16 item 4: a large DATA that is never ended (the connection
+          // goes away or stalls), or ended only after a long body: the
+          // server must hold it on disk, not in memory, and leave no file behind.
+          c.write(`MAIL FROM:<alice@example.net>\r\nRCPT TO:<jdoe@${LOCAL}>\r\nDATA\r\n`);
+          await c.waitReplies(3, REPLY_WAIT);
+          c.write(`Subject: unfinished ${r.int(0, 1e9)}\r\n\r\n`);
+          const piece = Buffer.from(`${'u'.repeat(1022)}\r\n`.repeat(64));
+          for (let n = r.int(1, 64); n > 0 && !c.closed; n--) {
+            c.write(piece);
+            if (n % 8 === 0) await sleep(r.int(0, 20));
+          }
+          const how = r.weighted([[3, 'abort'], [1, 'stall'], [2, 'end']]);
+          if (how === 'abort') {
+            c.destroy();
+            return;
+          }
+          if (how === 'stall') await sleep(r.int(100, 1500));
+          c.write('\r\n.\r\n');
+          await c.waitReplies(1, END_OF_DATA_WAIT);
+          break;
+        }
         case 'pipeline': {
           const n = r.int(2, 12);
           c.write(Array.from({ length: n }, () => `${commandLine(r)}\r\n`).join(''));
@@ -669,6 +707,8 @@ async function startServer(o: Options, dir: string): Promise<{ server: Server; t
     `vsl.data_dir=${JSON.stringify(path.join(dir, 'data'))}`,
     `delivery.default="127.0.0.1:${deadPort}"`,
     'delivery.bounce=false',
+    // Local-domain mail too (the example delivers it to maildirs).
+    'delivery.local=""',
     'server.smtp.timeout="3s"',
     'server.smtp.data_timeout="5s"',
     'server.smtp.session_timeout="20s"',
@@ -723,6 +763,9 @@ async function checkTheSpool(queueDir: string, acknowledged: Set<string>): Promi
     }
   }
   for (const id of acknowledged) if (!check.messages.has(id)) problems.push(`acknowledged ${id} is not in the spool`);
+  // Bodies received into tmp/ are removed once their message is queued, refused or abandoned.
+  const bodies = (await fs.readdir(path.join(queueDir, 'tmp')).catch(() => [] as string[])).filter((n) => n.endsWith('.body.tmp'));
+  if (bodies.length > 0) problems.push(`tmp/ still holds ${bodies.length} message bodies after the stop`);
   const corrupt = await fs.readdir(path.join(queueDir, 'corrupt')).catch(() => [] as string[]);
   if (corrupt.length > 0) problems.push(`corrupt/ holds ${corrupt.length} files`);
   return { problems, spooled: check.messages.size };

@@ -1,6 +1,7 @@
 // Durable file primitives for the spool: write-and-fsync, directory fsync
 // with group commit, and temporary names that say which process made them.
 
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 
@@ -14,6 +15,67 @@ export async function writeDurable(file: string, data: Buffer | string): Promise
     await fh.close();
   }
 }
+
+/**
+ * Writes a new file made of `head` then the first `body.size` bytes of the
+ * file `body.path`, copied in bounded pieces; fsyncs and closes it. Returns
+ * the SHA-256 (hex) of what it wrote.
+ */
+export async function writeDurableJoined(file: string, head: Buffer, body: { path: string; size: number }): Promise<string> {
+  const hash = createHash('sha256').update(head);
+  const out = await fs.open(file, 'wx', 0o600);
+  try {
+    await out.writeFile(head);
+    const src = await fs.open(body.path, 'r');
+    try {
+      const buf = Buffer.allocUnsafe(Math.min(COPY_CHUNK, Math.max(1, body.size)));
+      for (let done = 0; done < body.size; ) {
+        const { bytesRead } = await src.read(buf, 0, Math.min(buf.length, body.size - done), done);
+        if (bytesRead === 0) throw new Error(`${body.path}: body file shorter than ${body.size} bytes`);
+        const piece = buf.subarray(0, bytesRead);
+        hash.update(piece);
+        await out.writeFile(piece);
+        done += bytesRead;
+      }
+    } finally {
+      await src.close();
+    }
+    await out.sync();
+  } finally {
+    await out.close();
+  }
+  return hash.digest('hex');
+}
+
+/**
+ * Reads a whole file with open, read and close: a read shorter than the
+ * buffer is the end of a regular file, so the size need not be asked first
+ * (fs.readFile stats the file: one more call per message and record).
+ */
+export async function readWhole(file: string): Promise<Buffer> {
+  const fh = await fs.open(file, 'r');
+  try {
+    const parts: Buffer[] = [];
+    let total = 0;
+    for (let size = READ_FIRST; ; size = Math.min(size * 4, 16 * 1024 * 1024)) {
+      const buf = Buffer.allocUnsafe(size);
+      const { bytesRead } = await fh.read(buf, 0, size, total);
+      parts.push(buf.subarray(0, bytesRead));
+      total += bytesRead;
+      if (bytesRead < size) break;
+    }
+    // A copy of the right size, so the large read buffer is not kept alive by a small file.
+    return Buffer.concat(parts, total);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** First read of readWhole: messages and records of the usual size fit. */
+const READ_FIRST = 16 * 1024;
+
+/** Size of the pieces writeDurableJoined copies. */
+const COPY_CHUNK = 256 * 1024;
 
 /** fsyncs a directory, making the entries created, renamed or removed in it durable. */
 export async function fsyncDir(dir: string): Promise<void> {

@@ -31,15 +31,19 @@ function split(message: Buffer): Split {
   }
   const fields: Field[] = [];
   let pos = 0;
+  // Where the last field starts: a continuation line only extends its view
+  // of the message (recopying the field per line made a field folded over
+  // many lines cost quadratic time on the delivery side).
+  let lastStart = 0;
   while (pos < end) {
     let nl = message.indexOf('\n', pos);
     if (nl < 0 || nl >= end) nl = end - 1;
     const line = message.subarray(pos, nl + 1);
     const first = line[0];
     if ((first === 0x20 || first === 0x09) && fields.length > 0) {
-      const last = fields[fields.length - 1]!;
-      last.raw = Buffer.concat([last.raw, line]);
+      fields[fields.length - 1]!.raw = message.subarray(lastStart, nl + 1);
     } else {
+      lastStart = pos;
       const text = line.toString('latin1');
       const colon = text.indexOf(':');
       fields.push({ name: colon > 0 ? text.slice(0, colon).trim() : '', raw: line });

@@ -18,8 +18,10 @@
 // file, and one that loses the race just tries the next name.
 //
 // What is never reused: a file with more than one link (it would change the
-// content seen under its other name: the check is made on the taken file,
-// under a name only the taker knows), and files larger than REUSE_MAX_BYTES
+// content seen under its other name). Files given by rename had one link
+// when given; only files linked in by keepReplaced (named `*.k`) may still
+// have another, so the taker checks those, under a name only it knows. Nor
+// files larger than REUSE_MAX_BYTES
 // (keeping them would hold disk space for little gain: the pool is at most
 // about DEFAULT_MAX_FILES × REUSE_MAX_BYTES = 64 MiB, usually far less).
 
@@ -29,7 +31,9 @@ import path from 'node:path';
 import { ensureDir, errCode, removeFile } from './durable.js';
 
 /** Files larger than this are unlinked, not kept. */
-const REUSE_MAX_BYTES = 64 * 1024;
+export const REUSE_MAX_BYTES = 64 * 1024;
+/** Pool names of files linked in (not renamed): they may still have another name, so takers check. */
+const LINKED_SUFFIX = '.k';
 /** The pool holds about this many files (each process estimates the count). */
 const DEFAULT_MAX_FILES = 1024;
 /** A taker that found the pool empty looks again after this long. */
@@ -85,13 +89,36 @@ export class FileRecycler {
   async keepReplaced(file: string): Promise<void> {
     if (!(await this.hasRoom())) return;
     // Taken last: by then the caller's rename is long done.
-    await this.addToPool(file, fs.link, 'last');
+    await this.addToPool(file, fs.link, 'last', LINKED_SUFFIX);
+  }
+
+  /**
+   * Moves `file` into the pool without looking at it first, for a file the
+   * caller knows to be small and to have no other name (a queued message's
+   * record or message file in active/, which only the scheduler touches):
+   * one rename instead of an lstat and a rename. `gone` when the file was not
+   * there, `full` (nothing done) when the pool has no room.
+   */
+  async adopt(file: string): Promise<'pooled' | 'gone' | 'full'> {
+    if (!(await this.hasRoom())) return 'full';
+    await (this.dirReady ??= ensureDir(this.dir));
+    const name = `${process.pid}.${(++this.seq).toString(36)}`;
+    try {
+      await fs.rename(file, path.join(this.dir, name));
+    } catch (err) {
+      if (errCode(err) === 'ENOENT') return 'gone';
+      throw err;
+    }
+    this.candidates.push(name);
+    this.poolSize++;
+    this.stats.given++;
+    return 'pooled';
   }
 
   /** Gives `file` a new name in reuse/ by `place` (rename or link); nothing when it is gone. */
-  private async addToPool(file: string, place: (from: string, to: string) => Promise<void>, order: 'next' | 'last'): Promise<void> {
+  private async addToPool(file: string, place: (from: string, to: string) => Promise<void>, order: 'next' | 'last', suffix = ''): Promise<void> {
     await (this.dirReady ??= ensureDir(this.dir));
-    const name = `${process.pid}.${(++this.seq).toString(36)}`;
+    const name = `${process.pid}.${(++this.seq).toString(36)}${suffix}`;
     try {
       await place(file, path.join(this.dir, name));
     } catch (err) {
@@ -125,6 +152,12 @@ export class FileRecycler {
         throw err;
       }
       const fh = await fs.open(dest, 'r+');
+      // Only a file linked into the pool (keepReplaced) can have another
+      // name; one renamed in had a single link when it was given.
+      if (!name.endsWith(LINKED_SUFFIX)) {
+        this.stats.taken++;
+        return fh;
+      }
       const st = await fh.stat();
       if (st.nlink === 1 && st.isFile()) {
         this.stats.taken++;

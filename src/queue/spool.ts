@@ -38,9 +38,9 @@ import type { Clock } from '../host/ports.js';
 import { systemClock } from '../host/ports.js';
 import type { MailAddress, Recipient, Remembered, Session } from '../mail/types.js';
 import { CorruptRecordError, ENVELOPE_VERSION, type EnvelopeRecord, newRecipientRecord, parseRecord, serializeRecord, type SessionSnapshot, snapshotSession } from './envelope.js';
-import { DirSyncBatcher, ensureDir, errCode, fsyncDir, processAlive, removeFile, tmpName, tmpNamePid, writeDurable } from './durable.js';
+import { DirSyncBatcher, ensureDir, errCode, fsyncDir, processAlive, readWhole, removeFile, tmpName, tmpNamePid, writeDurable, writeDurableJoined } from './durable.js';
 import { isQuarantineName, isQueueId } from './id.js';
-import { FileRecycler, writeReused } from './recycle.js';
+import { FileRecycler, REUSE_MAX_BYTES, writeReused } from './recycle.js';
 
 /** Where a message is. */
 export type Place = { kind: 'active' } | { kind: 'deferred' } | { kind: 'dead' } | { kind: 'quarantine'; name: string };
@@ -67,8 +67,10 @@ export interface EnqueueInput {
   id: string;
   mailFrom: MailAddress;
   rcpts: Recipient[];
-  /** The message as accepted: CRLF line ends, Received: and pending headers included. */
+  /** The message as accepted: CRLF line ends, Received: and pending headers included (with `bodyFile`: the header block only). */
   data: Buffer;
+  /** The body, when it was received into a file (src/smtp/body-store.ts): the message is `data` then this file. */
+  bodyFile?: { path: string; size: number };
   session: Session | SessionSnapshot;
   /** The transaction's remembered status (SPEC §5.4), if any. */
   txnRemembered: Remembered | null;
@@ -129,6 +131,13 @@ const TMP_MAX_AGE_MS = 24 * 3600_000;
 
 export class Spool extends EventEmitter {
   readonly dirSync = new DirSyncBatcher();
+  /**
+   * Sizes of message files read or written by this process that are small
+   * enough to be pooled, by id, so that remove() need not stat them. Only a
+   * hint: an entry leaves with its message, and the map is cleared when it
+   * grows large (messages read but never removed here).
+   */
+  private readonly smallSizes = new Map<string, number>();
   /** Files leaving the spool are kept in reuse/ and written over, not freed (recycle.ts says why). */
   readonly recycler: FileRecycler;
   private readonly knownQuarantines = new Set<string>();
@@ -162,6 +171,11 @@ export class Spool extends EventEmitter {
 
   private tmpPath(label: string): string {
     return path.join(this.dir, 'tmp', tmpName(label));
+  }
+
+  /** Where the SMTP front may receive the body of message `id` (src/smtp/sink.ts); recovery removes it if its writer dies. */
+  spillPath(id: string): string {
+    return this.tmpPath(`${id}.body`);
   }
 
   /** Writes and fsyncs a new file under a fresh tmp/ name, over a recycled one when there is one. */
@@ -207,8 +221,8 @@ export class Spool extends EventEmitter {
       txn_remembered: input.txnRemembered ? { ...input.txnRemembered } : null,
       quarantine,
       policy_version: input.policyVersion ?? null,
-      size: input.data.length,
-      sha256: sha256Hex(input.data),
+      size: input.data.length + (input.bodyFile?.size ?? 0),
+      sha256: '',
       stages: { postq: 'pending', delivery: 'pending' },
       pending_edit: null,
       attempts: 0,
@@ -223,7 +237,14 @@ export class Spool extends EventEmitter {
     const tmpJson = this.tmpPath(`${id}.json`);
     let tmpNamesLeft = true;
     try {
-      await Promise.all([this.writeNew(tmpEml, input.data), this.writeNew(tmpJson, serializeRecord(record))]);
+      if (input.bodyFile === undefined) {
+        record.sha256 = sha256Hex(input.data);
+        await Promise.all([this.writeNew(tmpEml, input.data), this.writeNew(tmpJson, serializeRecord(record))]);
+      } else {
+        // A large message: its body is copied from the file it was received into; the hash is known after.
+        record.sha256 = await writeDurableJoined(tmpEml, input.data, input.bodyFile);
+        await this.writeNew(tmpJson, serializeRecord(record));
+      }
       try {
         await fs.link(tmpEml, this.file(place, id, 'eml'));
       } catch (err) {
@@ -254,8 +275,15 @@ export class Spool extends EventEmitter {
     } finally {
       if (tmpNamesLeft) await Promise.all([removeFile(tmpEml), removeFile(tmpJson)]);
     }
+    this.noteSize(id, record.size);
     this.emit('enqueued', id, place);
     return record;
+  }
+
+  private noteSize(id: string, size: number): void {
+    if (size > REUSE_MAX_BYTES) return;
+    if (this.smallSizes.size >= 100_000) this.smallSizes.clear();
+    this.smallSizes.set(id, size);
   }
 
   /** Ids of the messages (`.json` files) in a place. */
@@ -301,7 +329,7 @@ export class Spool extends EventEmitter {
   async readRecord(p: Place, id: string): Promise<EnvelopeRecord> {
     let text: string;
     try {
-      text = await fs.readFile(this.file(p, id, 'json'), 'utf8');
+      text = (await readWhole(this.file(p, id, 'json'))).toString('utf8');
     } catch (err) {
       if (errCode(err) === 'ENOENT') throw err;
       throw new CorruptMessageError(id, `unreadable record: ${(err as Error).message}`);
@@ -324,10 +352,11 @@ export class Spool extends EventEmitter {
     const record = await this.readRecord(p, id);
     let message: Buffer;
     try {
-      message = await fs.readFile(this.file(p, id, 'eml'));
+      message = await readWhole(this.file(p, id, 'eml'));
     } catch (err) {
       throw new CorruptMessageError(id, `message file missing or unreadable (${errCode(err) ?? (err as Error).message})`);
     }
+    this.noteSize(id, message.length);
     const hash = sha256Hex(message);
     const pe = record.pending_edit;
     const ok = hash === record.sha256 || (pe !== null && (hash === pe.sha256_before || hash === pe.sha256_after));
@@ -422,6 +451,21 @@ export class Spool extends EventEmitter {
 
   /** Deletes a message; false when it was not at `from`. */
   async remove(id: string, from: Place): Promise<boolean> {
+    const emlSize = this.smallSizes.get(id);
+    this.smallSizes.delete(id);
+    if (from.kind === 'active') {
+      // The scheduler's own place: the record goes straight into the pool,
+      // which is the removal itself (one rename), and the message file too
+      // when its size is known small.
+      const json = await this.recycler.adopt(this.file(from, id, 'json'));
+      if (json === 'gone') return false;
+      if (json === 'pooled') {
+        await this.dirSync.sync(this.dirOf(from));
+        const eml = this.file(from, id, 'eml');
+        if (emlSize === undefined || (await this.recycler.adopt(eml)) === 'full') await this.recycler.give(eml);
+        return true;
+      }
+    }
     const parked = this.tmpPath(`${id}.json.removed`);
     try {
       await fs.rename(this.file(from, id, 'json'), parked);

@@ -444,7 +444,7 @@ export class VslConnection extends SMTPConnection implements Wire, Tracked {
     return info;
   }
 
-  receiveData(onChunk: (chunk: Buffer) => void): Promise<DataEnd> {
+  receiveData(onChunk: (chunk: Buffer) => void | Promise<void>): Promise<DataEnd> {
     const parser = this._parser;
     if (!parser || this.gone) return Promise.resolve('aborted');
     // No size limit in the parser: the collector counts and refuses (SPEC §4.5 552).
@@ -463,7 +463,13 @@ export class VslConnection extends SMTPConnection implements Wire, Tracked {
       };
       this.abortData = () => settle('aborted');
       stream.on('data', (chunk: Buffer) => {
-        if (!settled) onChunk(chunk);
+        if (settled) return;
+        // Backpressure: the body is being written to disk; the parser, then the socket, wait.
+        const wait = onChunk(chunk);
+        if (wait !== undefined) {
+          stream.pause();
+          void wait.then(() => stream.resume());
+        }
       });
       stream.once('end', () => settle('end'));
       stream.once('error', () => settle('aborted'));

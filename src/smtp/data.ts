@@ -2,6 +2,7 @@
 // (SPEC §4.1 preq, §4.5, §10): the checks on the bytes, the Received: and
 // pending headers, the preq stage, the spool, and only then the 250.
 
+import { rm } from 'node:fs/promises';
 import { receivedHeader } from '../mail/received.js';
 import type { Reply, Session } from '../mail/types.js';
 import { applyMessageEdit } from '../mail/effects.js';
@@ -23,7 +24,10 @@ const PROBLEM_REPLY: Record<DataProblem, Reply> = {
 /** After `DATA` passed its checks: 354, then the message is read while the command completes. */
 export async function receiveMessage(p: SmtpProtocol): Promise<void> {
   const s = p.settings;
-  const collector = new DataCollector({ maxBytes: s.messageSizeLimit, maxHeaderBytes: s.headerSizeMax, maxReceived: s.maxReceived });
+  const txnId = p.state.txn?.id;
+  // The body goes to a temporary file of the spool beyond a small buffer (sinks without a spool keep it in memory).
+  const spill = p.front.sink.spillPath !== undefined && txnId !== undefined ? () => p.front.sink.spillPath!(txnId) : null;
+  const collector = new DataCollector({ maxBytes: s.messageSizeLimit, maxHeaderBytes: s.headerSizeMax, maxReceived: s.maxReceived }, spill);
   p.inData = true;
   const ended = p.wire.receiveData((chunk) => collector.push(chunk));
   await p.wire.reply(R.dataGo);
@@ -37,6 +41,7 @@ async function finishData(p: SmtpProtocol, ended: Promise<DataEnd>, collector: D
   if (how === 'aborted') {
     // The client left or timed out mid-DATA: nothing reaches the spool.
     p.log.info({ bytes: collector.bytes, id: p.state.txn?.id }, 'DATA aborted, message discarded');
+    await collector.discard();
     p.state.endTransaction();
     p.inData = false;
     return;
@@ -66,7 +71,10 @@ async function endOfData(p: SmtpProtocol, collector: DataCollector): Promise<voi
   const txn = state.txn;
   const txx = state.txx;
   if (txn === null || txx === null) throw new Error('end of data without a transaction');
-  const checked = collector.finish();
+  const checked = await collector.finish().catch(async (err: unknown) => {
+    await collector.discard();
+    throw err;
+  });
   if (!checked.ok) {
     p.log.info({ id: txn.id, problem: checked.problem, bytes: collector.bytes }, 'message refused');
     await p.wire.reply(PROBLEM_REPLY[checked.problem]);
@@ -78,6 +86,18 @@ async function endOfData(p: SmtpProtocol, collector: DataCollector): Promise<voi
   const draft = MessageDraft.assemble([received, ...session.pendingHeaders, ...txn.pendingHeaders], checked.parsed);
   for (const h of missingSubmissionFields({ session, relayNetworks: s.relay.relayNetworks, present: draft.headers(), id: txn.id, serverName: s.serverName, now: new Date(front.clock.now()) })) draft.append(h.name, h.value);
   for (const edit of txx.messageEdits) if (edit.kind === 'msg_from' || edit.kind === 'msg_rcpt') applyMessageEdit(draft, edit);
+  try {
+    await queueAfterPreq(p, draft);
+  } finally {
+    // A spilled body has been copied into the spool (or the message was not queued).
+    if (!Buffer.isBuffer(draft.body)) await rm(draft.body.path, { force: true });
+  }
+}
+
+async function queueAfterPreq(p: SmtpProtocol, draft: MessageDraft): Promise<void> {
+  const { state, front } = p;
+  const txn = state.txn!;
+  const session = state.session;
   const { applied } = await decideStage(front, state, p.log, 'preq', R.queued(txn.id), draft);
   if (!applied.accept) {
     // Refused at preq: the message is discarded.
@@ -94,13 +114,13 @@ async function endOfData(p: SmtpProtocol, collector: DataCollector): Promise<voi
     p.log.info({ id: txn.id }, 'client left before the end-of-data reply, message not queued');
     return;
   }
-  const data = draft.raw();
+  const size = draft.size;
   try {
     await front.sink.enqueue({
       id: txn.id,
       mailFrom: txn.mailFrom,
       rcpts: txn.rcpts.map((r) => ({ address: r.address, transport: r.transport })),
-      data,
+      ...(Buffer.isBuffer(draft.body) ? { data: draft.raw() } : { data: draft.head(), bodyFile: draft.body }),
       session: snapshot(session),
       txnRemembered: session.remembered ?? txn.remembered,
       ...(applied.quarantine !== null ? { quarantine: applied.quarantine } : {}),
@@ -110,6 +130,6 @@ async function endOfData(p: SmtpProtocol, collector: DataCollector): Promise<voi
     await p.wire.reply(R.tempFail);
     return;
   }
-  p.log.info({ id: txn.id, size: data.length, rcpts: txn.rcpts.length, quarantine: applied.quarantine }, 'queued');
+  p.log.info({ id: txn.id, size, rcpts: txn.rcpts.length, quarantine: applied.quarantine }, 'queued');
   await p.replyApplied(applied);
 }

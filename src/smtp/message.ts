@@ -3,9 +3,11 @@
 // server prepends (Received:, pending headers), the header edits of preq,
 // and the MessageView the preq stage reads (src/builtins/host.ts).
 
-import type { MessageView } from '../mail/types.js';
-import type { Header } from '../mail/types.js';
-import { isHeaderName } from '../mail/effects.js';
+import type { Header, MessageView } from '../mail/types.js';
+import { BodyStore, bodyBytes, bodySize, type MessageBody } from './body-store.js';
+import { HeaderBlockParser, splitHeaderBlock, type RawField } from './header-block.js';
+
+export type { RawField } from './header-block.js';
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -22,47 +24,94 @@ export interface DataLimits {
   maxReceived: number;
 }
 
+/** The client's message as checked at the final dot: its header fields and its body. */
+export type CheckedData = { ok: true; parsed: ParsedMessage } | { ok: false; problem: DataProblem };
+
 /**
- * Collects the (dot-unstuffed) DATA bytes as they arrive and notes what is
- * wrong with them, keeping at most `maxBytes` in memory. The end of data is
- * found by the parser (only CRLF.CRLF); a bare CR or LF anywhere, including
- * the `\n.\n` and `\r.\r` variants some servers take as the end, refuses the
- * whole message, so nothing after such a sequence can become a second
- * message (SMTP smuggling).
+ * Takes the (dot-unstuffed) DATA bytes as they arrive and notes what is
+ * wrong with them, holding little in memory: the header block (at most
+ * `maxHeaderBytes`), then the body through a BodyStore (a small buffer in
+ * front of a temporary file). Once the message is over a limit nothing more
+ * is kept, but every byte is still counted and checked to the final dot.
+ * The end of data is found by the parser (only CRLF.CRLF); a bare CR or LF
+ * anywhere, including the `\n.\n` and `\r.\r` variants some servers take
+ * as the end, refuses the whole message, so nothing after such a sequence
+ * can become a second message (SMTP smuggling).
  */
 export class DataCollector {
-  private readonly chunks: Buffer[] = [];
-  private kept = 0;
+  private readonly header: HeaderBlockParser;
+  private readonly body: BodyStore;
   /** Bytes received so far, including those not kept. */
   bytes = 0;
   private lastByte = -1;
   private bare = false;
   private nul = false;
+  /** Over a limit: the rest is counted, not kept. */
+  private dropped = false;
 
-  constructor(private readonly limits: DataLimits) {}
+  constructor(
+    private readonly limits: DataLimits,
+    spillPath: (() => string) | null = null,
+  ) {
+    this.header = new HeaderBlockParser(limits.maxHeaderBytes);
+    this.body = new BodyStore(spillPath);
+  }
 
-  push(chunk: Buffer): void {
-    if (chunk.length === 0) return;
+  /** Adds a chunk; a returned promise asks the connection to read no more until it resolves. */
+  push(chunk: Buffer): Promise<void> | undefined {
+    if (chunk.length === 0) return undefined;
     if (!this.bare) this.bare = hasBareCrOrLf(chunk, this.lastByte);
     if (!this.nul && chunk.indexOf(0) >= 0) this.nul = true;
     this.lastByte = chunk[chunk.length - 1]!;
     this.bytes += chunk.length;
-    if (this.limits.maxBytes > 0 && this.bytes > this.limits.maxBytes) return; // over the limit: counted, not kept
-    this.chunks.push(chunk);
-    this.kept += chunk.length;
+    if (this.dropped) return undefined;
+    if (this.limits.maxBytes > 0 && this.bytes > this.limits.maxBytes) return this.drop();
+    let bodyPart: Buffer | null = chunk;
+    if (!this.header.ended) {
+      bodyPart = this.header.push(chunk);
+      if (this.header.tooBig) return this.drop();
+    }
+    return bodyPart === null ? undefined : this.body.push(bodyPart);
   }
 
   /** The message as received, or what is wrong with it (first problem in SPEC order of severity). */
-  finish(): { ok: true; data: Buffer; parsed: ParsedMessage } | { ok: false; problem: DataProblem } {
-    if (this.bare || this.lastByte === CR) return { ok: false, problem: 'bare-cr-lf' };
-    if (this.limits.maxBytes > 0 && this.bytes > this.limits.maxBytes) return { ok: false, problem: 'too-big' };
-    if (this.nul) return { ok: false, problem: 'nul' };
-    const data = Buffer.concat(this.chunks, this.kept);
-    const parsed = parseMessage(data);
-    if (this.limits.maxHeaderBytes > 0 && parsed.headerBytes > this.limits.maxHeaderBytes) return { ok: false, problem: 'header-too-big' };
-    const received = parsed.fields.filter((f) => f.name.toLowerCase() === 'received').length;
-    if (received > this.limits.maxReceived) return { ok: false, problem: 'too-many-hops' };
-    return { ok: true, data, parsed };
+  async finish(): Promise<CheckedData> {
+    const problem = this.problem();
+    if (problem !== null) {
+      await this.discard();
+      return { ok: false, problem };
+    }
+    const fields = this.header.fields();
+    const received = fields.filter((f) => f.name.toLowerCase() === 'received').length;
+    if (received > this.limits.maxReceived) {
+      await this.discard();
+      return { ok: false, problem: 'too-many-hops' };
+    }
+    return { ok: true, parsed: { fields, body: await this.body.finish(), headerBytes: this.header.headerBytes } };
+  }
+
+  /** Drops whatever was kept (the message is refused or abandoned). */
+  discard(): Promise<void> {
+    return this.body.discard();
+  }
+
+  private problem(): DataProblem | null {
+    if (this.bare || this.lastByte === CR) return 'bare-cr-lf';
+    if (this.limits.maxBytes > 0 && this.bytes > this.limits.maxBytes) return 'too-big';
+    if (this.nul) return 'nul';
+    if (!this.header.ended) {
+      this.header.finish();
+      const rest = this.header.rest();
+      if (rest.length > 0) void this.body.push(rest);
+    }
+    if (this.header.tooBig) return 'header-too-big';
+    return null;
+  }
+
+  private drop(): undefined {
+    this.dropped = true;
+    void this.body.discard();
+    return undefined;
   }
 }
 
@@ -79,50 +128,21 @@ export function hasBareCrOrLf(chunk: Buffer, before: number): boolean {
   return false;
 }
 
-/** One header field as raw bytes: `Name: value` with its continuation lines, without the final CRLF. */
-export interface RawField {
-  name: string;
-  raw: Buffer;
-}
-
 export interface ParsedMessage {
   fields: RawField[];
   /** The body, after the empty line (or where the first non-header line starts). */
-  body: Buffer;
+  body: MessageBody;
   /** Size of the header block as received. */
   headerBytes: number;
 }
 
-// RFC 5322 field name: printable ASCII except colon.
-function isFieldName(name: string): boolean {
-  return isHeaderName(name);
-}
-
 /**
- * Splits a CRLF message into header fields and body. A line that is neither a
- * field nor a continuation ends the header block (RFC 5322 has no such line;
- * treating it as the body keeps it intact).
+ * Splits a CRLF message into header fields and body, in one pass. A line
+ * that is neither a field nor a continuation ends the header block (RFC 5322
+ * has no such line; treating it as the body keeps it intact).
  */
 export function parseMessage(data: Buffer): ParsedMessage {
-  const fields: RawField[] = [];
-  let pos = 0;
-  while (pos < data.length) {
-    let end = data.indexOf(CRLF, pos);
-    if (end < 0) end = data.length;
-    if (end === pos) return { fields, body: data.subarray(pos + 2), headerBytes: pos + 2 };
-    const first = data[pos]!;
-    if ((first === 0x20 || first === 0x09) && fields.length > 0) {
-      const last = fields[fields.length - 1]!;
-      last.raw = Buffer.concat([last.raw, CRLF, data.subarray(pos, end)]);
-    } else {
-      const colon = data.indexOf(0x3a, pos);
-      const name = colon > pos && colon < end ? data.toString('latin1', pos, colon) : '';
-      if (!isFieldName(name)) return { fields, body: data.subarray(pos), headerBytes: pos };
-      fields.push({ name, raw: data.subarray(pos, end) });
-    }
-    pos = end + 2;
-  }
-  return { fields, body: Buffer.alloc(0), headerBytes: data.length };
+  return splitHeaderBlock(data);
 }
 
 /** `Name: value` folded at whitespace so that lines stay within 78 columns where possible (SPEC §7.5). */
@@ -161,7 +181,7 @@ export class MessageDraft implements MessageView {
 
   constructor(
     public fields: RawField[],
-    private readonly body: Buffer,
+    readonly body: MessageBody,
   ) {}
 
   /** Received:, then the pending headers, then the client's fields (SPEC §7.5, §10). */
@@ -174,14 +194,25 @@ export class MessageDraft implements MessageView {
     return this.fields.map((f) => ({ name: f.name, raw: f.raw.toString('utf8'), value: fieldValue(f) }));
   }
 
+  /** The whole message; a spilled body is read from its file (only built-ins that need the body ask). */
   raw(): Buffer {
-    if (this.cached === null) {
-      const parts: Buffer[] = [];
-      for (const f of this.fields) parts.push(f.raw, CRLF);
-      parts.push(CRLF, this.body);
-      this.cached = Buffer.concat(parts);
-    }
+    if (this.cached === null) this.cached = Buffer.concat([this.head(), bodyBytes(this.body)]);
     return this.cached;
+  }
+
+  /** The header block as it stands, with the empty line that ends it. */
+  head(): Buffer {
+    const parts: Buffer[] = [];
+    for (const f of this.fields) parts.push(f.raw, CRLF);
+    parts.push(CRLF);
+    return Buffer.concat(parts);
+  }
+
+  /** Size of the whole message in bytes. */
+  get size(): number {
+    let n = 2;
+    for (const f of this.fields) n += f.raw.length + 2;
+    return n + bodySize(this.body);
   }
 
   private changed(): void {

@@ -3,6 +3,7 @@
 // resolved, so enqueue() MUST resolve only once the message is on disk
 // (files and directory entries fsync'ed, SPEC §10), and reject otherwise.
 
+import type { SpilledBody } from './body-store.js';
 import type { MailAddress, Recipient, Remembered, Session } from '../mail/types.js';
 
 export interface EnqueueRequest {
@@ -11,8 +12,14 @@ export interface EnqueueRequest {
   mailFrom: MailAddress;
   /** The envelope after preq: only recipients whose RCPT got 2xx, plus those rules added. */
   rcpts: Recipient[];
-  /** The message as spooled: Received:, pending headers, then the client's message; CRLF line ends. */
+  /**
+   * The message as spooled: Received:, pending headers, then the client's
+   * message; CRLF line ends. With `bodyFile`, only the header block (through
+   * its empty line), the body following in that file.
+   */
   data: Buffer;
+  /** A body too large to be held in memory: `size` bytes of the file at `path`, which the caller removes after enqueue(). */
+  bodyFile?: SpilledBody;
   /** The session as it was at end of DATA (a snapshot; the front goes on changing its own). */
   session: Session;
   /**
@@ -27,4 +34,10 @@ export interface EnqueueRequest {
 export interface MessageSink {
   /** Resolves once the message is durable (its value, if any, is not used); rejects otherwise. */
   enqueue(req: EnqueueRequest): Promise<unknown>;
+  /**
+   * A fresh temporary path, beside the spool, where the body of message `id`
+   * may be written while it is received; a sink without it gets every
+   * message in memory.
+   */
+  spillPath?(id: string): string;
 }

@@ -26,8 +26,9 @@ export interface Wire {
    * `onChunk` until the final CRLF.CRLF. Resolves `end` then, or `aborted`
    * when the client went away or the DATA timeout hit. Call before the 354
    * reply's command completes; call dataDone() once the end-of-data reply is sent.
+   * While a promise `onChunk` returned is pending, no more is read.
    */
-  receiveData(onChunk: (chunk: Buffer) => void): Promise<DataEnd>;
+  receiveData(onChunk: (chunk: Buffer) => void | Promise<void>): Promise<DataEnd>;
   /** Resumes reading commands after the end-of-data reply. */
   dataDone(): void;
   /** Starts the TLS handshake after `220 2.0.0 Ready to start TLS`; `onSecure` runs once it completed. */
