@@ -62,6 +62,7 @@ async function startPolicy(opts: ServerOptions): Promise<{ policy: PolicyManager
     overrides: opts.overrides,
     load: {
       builtins: allBuiltins(),
+      checkTlsFiles: true,
       env: (config) => {
         // The resolver and state store outlive policy versions.
         if (!env) env = serverEnv(config, opts.mainPath, opts.log);
@@ -167,7 +168,7 @@ export async function startDelivery(opts: ServerOptions): Promise<DeliveryProces
   const { policy, env } = await startPolicy(opts);
   const config = (): Config => policy.current().config;
   const spool = await Spool.open(config().queue.dir, { log });
-  const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log });
+  const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log, stats: opts.stats });
   const scheduler = new Scheduler({ spool, config, resolver: env().resolver, stages: afterQueueStages(runStageWith(runner)), log, chooseTransport: transportByRcptRules(runner, config, log), policyDir: path.dirname(opts.mainPath) });
   await giveSpoolTo(config(), log);
   // Root is kept until the workers' listeners are bound (the primary binds them for the cluster).

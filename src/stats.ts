@@ -3,6 +3,8 @@
 // `mta run` merges them across workers and writes <queue.dir>/stats.json on
 // SIGUSR2, which `npm run bench` reads.
 
+import { metrics } from './metrics/metrics.js';
+
 /** Upper bounds of the latency buckets, in microseconds (roughly ×1.25 steps up to 10 s). */
 export const BUCKETS_US: number[] = (() => {
   const b: number[] = [];
@@ -34,6 +36,7 @@ export class ServerStats {
   private readonly stages = new Map<string, Histogram>();
 
   recordStage(stage: string, ms: number): void {
+    metrics.policyTime(stage, ms);
     let h = this.stages.get(stage);
     if (!h) this.stages.set(stage, (h = newHistogram()));
     const us = ms * 1000;

@@ -8,7 +8,7 @@ import { diagnosticToJson, formatDiagnostic, sortDiagnostics, type Diagnostic } 
 import type { CliIo } from './io.js';
 import { parseArgs, UsageError } from './args.js';
 
-export const CHECK_HELP = `usage: mta check FILE... [--json] [--strict]
+export const CHECK_HELP = `usage: mta check FILE... [--json] [--strict] [--set KEY=VALUE]...
 
 Compiles each policy (and everything it imports), runs on_config and the
 top-level code without opening listeners or using the network, validates the
@@ -22,6 +22,7 @@ stage map and the data files the policy names, and prints every problem as
 Options:
   --json     print the diagnostics as a JSON array instead
   --strict   exit 1 on warnings too
+  --set KEY=VALUE   apply a configuration override, as mta run would (repeatable)
 
 Exit status: 0 clean (warnings allowed), 1 errors, 2 usage error.
 `;
@@ -34,8 +35,8 @@ export interface CheckResult {
 }
 
 /** Checks one policy file; the version is disposed (nothing keeps running). */
-export async function checkFile(file: string): Promise<CheckResult> {
-  const r = await loadPolicy(file, { builtins: allBuiltins() });
+export async function checkFile(file: string, set: string[] = []): Promise<CheckResult> {
+  const r = await loadPolicy(file, { builtins: allBuiltins(), overrides: { set }, checkTlsFiles: true });
   if (r.ok) r.version.dispose();
   return { file, ok: r.ok, diagnostics: sortDiagnostics(r.diagnostics), sources: r.sources };
 }
@@ -43,7 +44,7 @@ export async function checkFile(file: string): Promise<CheckResult> {
 export async function checkCommand(argv: string[], io: CliIo): Promise<number> {
   let args;
   try {
-    args = parseArgs(argv, { flags: ['json', 'strict', 'help'], values: [] });
+    args = parseArgs(argv, { flags: ['json', 'strict', 'help'], values: ['set'] });
   } catch (e) {
     if (e instanceof UsageError) {
       io.stderr.write(`mta check: ${e.message}\n\n${CHECK_HELP}`);
@@ -63,7 +64,7 @@ export async function checkCommand(argv: string[], io: CliIo): Promise<number> {
   let warnings = 0;
   const json: unknown[] = [];
   for (const file of args.positional) {
-    const r = await checkFile(file);
+    const r = await checkFile(file, args.values.get('set') ?? []);
     for (const d of r.diagnostics) {
       if (d.severity === 'error') errors++;
       else warnings++;

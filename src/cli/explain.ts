@@ -9,6 +9,7 @@ import { offlineEnv, serverEnv } from '../policy/env.js';
 import { formatDiagnostic } from '../vsl/diagnostics.js';
 import type { CliIo } from './io.js';
 import { parseArgs, single, UsageError } from './args.js';
+import net from 'node:net';
 
 export const EXPLAIN_HELP = `usage: mta explain --config main.vsl --client IP [--helo NAME] [--from ADDR]
                    [--to ADDR]... [--auth USER] [--tls] [--message FILE]
@@ -41,7 +42,9 @@ export async function explainCommand(argv: string[], io: CliIo): Promise<number>
       return 0;
     }
     if (!single(args, 'config')) throw new UsageError('--config is required');
-    if (!single(args, 'client')) throw new UsageError('--client is required');
+    const client = single(args, 'client');
+    if (!client) throw new UsageError('--client is required');
+    if (net.isIP(client) === 0) throw new UsageError(`--client expects an IP address, got '${client}'`);
     if (args.positional.length) throw new UsageError(`unexpected argument ${args.positional[0]}`);
   } catch (e) {
     if (e instanceof UsageError) {

@@ -5,40 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { processIo, type CliIo } from './io.js';
-
-export const MAIN_HELP = `usage: mta [run] --config main.vsl [options]    run the server
-       mta check FILE... [--json] [--strict]     compile and lint policies
-       mta test [PATH...] [--config main.vsl] [--watch]
-                                                 run *.smtp transcript tests
-       mta explain --config main.vsl --client IP [--helo H] [--from A] [--to B]...
-                   [--auth USER] [--tls] [--message FILE] [--offline] [--json]
-                                                 show what each stage decides
-       mta queue list|show ID|retry ID|--all|remove ID|quarantine list|release ID
-                   [--queue-dir DIR] [--json]    inspect and act on the queue
-       mta passwd FILE USER [--argon2]           add or change a credentials entry
-       mta relay-test HOST:PORT [--local-domain D] | --config main.vsl
-                                                 probe a server for open relaying
-       mta milter --config main.vsl --listen HOST:PORT|unix:PATH
-                                                 serve the policy as a milter (Postfix, Sendmail)
-       mta policy-server --config main.vsl --listen HOST:PORT|unix:PATH
-                                                 serve the policy to Postfix check_policy_service
-       mta --help | --version
-
-Run 'mta COMMAND --help' for the options of a command.
-
-Server options (mta run):
-  --config FILE          the policy (main.vsl)
-  --listen HOST:PORT     replace server.interfaces.addr (repeatable)
-  --queue-dir DIR        replace queue.dir
-  --set KEY=VALUE        override a configuration key (repeatable)
-  --log-level LEVEL      trace|debug|info|warn|error
-  --log-format FORMAT    json|pretty
-  --workers N            SMTP worker processes sharing the listeners (default: CPUs - 1,
-                         at least 1; the primary delivers); 0 runs one process
-
-Signals: SIGHUP reloads the policy; SIGTERM/SIGINT stop accepting, let sessions
-finish (up to 30 s) and exit 0.
-`;
+import { MAIN_HELP } from './help.js';
 
 export function version(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
@@ -91,6 +58,7 @@ async function loadCommand(name: string): Promise<Command | null> {
     case 'relay-test': return (await import('./relay-test.js')).relayTestCommand;
     case 'milter': return (await import('./milter.js')).milterCommand;
     case 'policy-server': return (await import('./policy-server.js')).policyServerCommand;
+    case 'config': return (await import('./config.js')).configCommand;
     default: return null;
   }
 }

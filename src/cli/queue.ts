@@ -88,7 +88,8 @@ function shortTime(iso: string | null): string {
 function lastError(r: EnvelopeRecord): string | null {
   const open = r.recipients.filter(isOpen).find((x) => x.last_error);
   const failed = r.recipients.find((x) => x.state === 'failed' && x.last_error);
-  return open?.last_error ?? r.last_error ?? r.dead_reason ?? failed?.last_error ?? null;
+  // A failed recipient's reply says more than the generic dead_reason ("delivery failed for 1 recipient(s)").
+  return open?.last_error ?? r.last_error ?? failed?.last_error ?? r.dead_reason ?? null;
 }
 
 async function entryFor(spool: Spool, place: Place, id: string, now: number): Promise<QueueEntry> {
@@ -119,8 +120,8 @@ async function entries(spool: Spool, places: Place[], now: number): Promise<Queu
   return out;
 }
 
-function table(list: QueueEntry[]): string {
-  if (list.length === 0) return 'queue is empty\n';
+function table(list: QueueEntry[], empty = 'queue is empty'): string {
+  if (list.length === 0) return `${empty}\n`;
   const rows = [['ID', 'AGE', 'SIZE', 'STATE', 'RCPTS', 'SENDER', 'NEXT ATTEMPT', 'LAST ERROR']];
   for (const e of list) {
     const err = e.last_error ? clean(e.last_error) : '-';
@@ -256,6 +257,10 @@ export async function queueCommand(argv: string[], io: QueueCommandIo): Promise<
     out(USAGE);
     return 0;
   }
+  if (args.length === 0) {
+    err(`mta queue: no subcommand given\n${USAGE}`);
+    return 2;
+  }
   let dir = parsed.queueDir;
   if (dir === undefined && parsed.config !== undefined) {
     try {
@@ -292,7 +297,7 @@ export async function queueCommand(argv: string[], io: QueueCommandIo): Promise<
         if (args[1] !== 'list' || args.length !== 2) throw new UsageError('expected "quarantine list"');
         const places = (await spool.places()).filter((p) => p.kind === 'quarantine');
         const list = await entries(spool, places, now);
-        out(json ? `${JSON.stringify(list, null, 2)}\n` : table(list));
+        out(json ? `${JSON.stringify(list, null, 2)}\n` : table(list, 'no quarantined messages'));
         return 0;
       }
       case 'show': {

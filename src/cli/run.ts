@@ -18,11 +18,16 @@ import { createLogger } from '../log/logger.js';
 import { startDelivery, startServer, type ServerOptions } from '../server.js';
 import { PolicyLoadError } from '../reload/manager.js';
 import type { CliIo } from './io.js';
-import { MAIN_HELP } from './mta.js';
+import { RUN_HELP } from './help.js';
 import { parseArgs, single, UsageError, type ParsedArgs } from './args.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ServerStats, mergeSnapshots, type StatsSnapshot } from '../stats.js';
+import { aggregatedText, enableProcessMetrics, metrics, metricsJson } from '../metrics/metrics.js';
+import { serveMetrics } from '../metrics/http.js';
+import { spoolCounts } from '../metrics/queue.js';
+import type { Config } from '../config/schema.js';
+import type { Spool } from '../queue/spool.js';
 
 /** SIGUSR2 writes the counters and stage timings to <queue.dir>/stats.json (atomically). */
 function writeStats(queueDir: string, snapshots: StatsSnapshot[]): void {
@@ -33,6 +38,7 @@ function writeStats(queueDir: string, snapshots: StatsSnapshot[]): void {
 }
 
 const GRACE_MS = 30_000;
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
 export async function runCommand(argv: string[], io: CliIo): Promise<number> {
   let args: ParsedArgs;
@@ -43,19 +49,21 @@ export async function runCommand(argv: string[], io: CliIo): Promise<number> {
       values: ['config', 'listen', 'queue-dir', 'set', 'log-level', 'log-format', 'workers'],
     });
     if (args.flags.has('help')) {
-      io.stdout.write(MAIN_HELP);
+      io.stdout.write(RUN_HELP);
       return 0;
     }
     if (!single(args, 'config')) throw new UsageError('--config is required');
     if (args.positional.length) throw new UsageError(`unexpected argument ${args.positional[0]}`);
     const fmt = single(args, 'log-format');
     if (fmt && fmt !== 'json' && fmt !== 'pretty') throw new UsageError('--log-format is json or pretty');
+    const level = single(args, 'log-level');
+    if (level !== undefined && !LOG_LEVELS.includes(level)) throw new UsageError(`--log-level is one of ${LOG_LEVELS.join(', ')}, not '${level}'`);
     const w = single(args, 'workers');
     workers = w === undefined ? Math.max(1, os.availableParallelism() - 1) : Number(w);
     if (!Number.isInteger(workers) || workers < 0 || workers > 64) throw new UsageError('--workers is a number from 0 to 64');
   } catch (e) {
     if (e instanceof UsageError) {
-      io.stderr.write(`mta: ${e.message}\n\n${MAIN_HELP}`);
+      io.stderr.write(`mta: ${e.message}\n\n${RUN_HELP}`);
       return 2;
     }
     throw e;
@@ -79,7 +87,10 @@ export async function runCommand(argv: string[], io: CliIo): Promise<number> {
     if (cluster.isWorker) return await worker(opts, log);
     return await primary(opts, log, workers);
   } catch (e) {
-    io.stderr.write(e instanceof PolicyLoadError ? `${e.message}\n` : `mta: ${(e as Error).message}\n`);
+    // A worker's failure is reported by the primary, once.
+    if (!cluster.isWorker) io.stderr.write(e instanceof PolicyLoadError ? `${e.message}\n` : `mta: ${(e as Error).message}\n`);
+    // Exit now: timers, watchers or the IPC channel left by a half-started server must not keep the process up.
+    exitSoon(1);
     return 1;
   }
 }
@@ -105,6 +116,8 @@ function onStopSignals(fn: (signal: string) => void): void {
 async function single_process(opts: ServerOptions, log: Logger): Promise<number> {
   const stats = new ServerStats();
   const server = await startServer({ ...opts, stats });
+  server.policy.onReload((o) => metrics.reload(o.ok));
+  await startMetrics(server.config(), server.spool, async () => [await metricsJson()], log);
   process.on('SIGUSR2', () => writeStats(server.config().queue.dir, [stats.snapshot()]));
   process.on('SIGHUP', () => {
     log.info('SIGHUP: reloading the policy');
@@ -126,7 +139,16 @@ async function single_process(opts: ServerOptions, log: Logger): Promise<number>
 /** A worker: the SMTP front on the shared listening sockets; delivery is the primary's. */
 async function worker(opts: ServerOptions, log: Logger): Promise<number> {
   const stats = new ServerStats();
-  const server = await startServer({ ...opts, deliver: false, stats });
+  let server: Awaited<ReturnType<typeof startServer>>;
+  try {
+    server = await startServer({ ...opts, deliver: false, stats });
+  } catch (e) {
+    // The primary reports it and exits: a worker that cannot listen must not be restarted.
+    process.send?.({ type: 'failed', error: (e as Error).message });
+    throw e;
+  }
+  server.policy.onReload((o) => metrics.reload(o.ok));
+  if (server.config().server.metrics.listen !== null) enableProcessMetrics();
   process.send?.({ type: 'listening', listeners: server.listeners });
   return new Promise<number>((resolve) => {
     const stop = (): void => {
@@ -139,6 +161,7 @@ async function worker(opts: ServerOptions, log: Logger): Promise<number> {
     process.on('message', (m: { type?: string }) => {
       if (m?.type === 'reload') void server.policy.reload('SIGHUP');
       if (m?.type === 'stats') process.send?.({ type: 'stats', stats: stats.snapshot() });
+      if (m?.type === 'metrics') void metricsJson().then((values) => process.send?.({ type: 'metrics', metrics: values }));
       if (m?.type === 'stop') stop();
     });
     // The primary forwards signals; a worker signalled directly stops the same way.
@@ -150,12 +173,21 @@ async function worker(opts: ServerOptions, log: Logger): Promise<number> {
 
 async function primary(opts: ServerOptions, log: Logger, count: number): Promise<number> {
   let bound = (): void => undefined;
-  const delivery = await startDelivery({ ...opts, listening: new Promise<void>((r) => (bound = r)) });
+  const delivery = await startDelivery({ ...opts, stats: new ServerStats(), listening: new Promise<void>((r) => (bound = r)) });
+  const config = delivery.policy.current().config;
+  delivery.policy.onReload((o) => metrics.reload(o.ok));
   // Let the kernel hand each new connection to a worker blocked in accept():
   // the primary then never touches client sockets (round-robin through the
   // primary costs it a hand-off per connection).
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   let stopping = false;
+  // A worker that cannot start (a listener address in use or invalid) stops
+  // the whole server at once with its reason: restarting it would fail again.
+  const startFailed = new Promise<string>((resolve) => {
+    cluster.on('message', (_w, m: { type?: string; error?: string }) => {
+      if (m?.type === 'failed') resolve(m.error ?? 'a worker failed to start');
+    });
+  });
   const fork = (): void => {
     const w = cluster.fork();
     w.on('message', (m: { type?: string; listeners?: Array<{ kind: string; address: string; port: number }> }) => {
@@ -171,25 +203,9 @@ async function primary(opts: ServerOptions, log: Logger, count: number): Promise
     setTimeout(fork, 1000).unref();
   });
   for (let i = 0; i < count; i++) fork();
+  await startMetrics(config, delivery.spool, async () => [await metricsJson(), ...(await askWorkers<Awaited<ReturnType<typeof metricsJson>>>('metrics'))], log);
   process.on('SIGUSR2', () => {
-    // Ask every worker for its counters; write what answered within a second.
-    const live = Object.values(cluster.workers ?? {}).filter((w) => w && !w.isDead());
-    const got: StatsSnapshot[] = [];
-    const done = (): void => writeStats(delivery.policy.current().config.queue.dir, got);
-    const timer = setTimeout(done, 1000);
-    for (const w of live) {
-      const onMsg = (m: { type?: string; stats?: StatsSnapshot }): void => {
-        if (m?.type !== 'stats' || !m.stats) return;
-        w!.off('message', onMsg);
-        got.push(m.stats);
-        if (got.length === live.length) {
-          clearTimeout(timer);
-          done();
-        }
-      };
-      w!.on('message', onMsg);
-      w!.send({ type: 'stats' });
-    }
+    void askWorkers<StatsSnapshot>('stats').then((got) => writeStats(delivery.policy.current().config.queue.dir, got));
   });
   process.on('SIGHUP', () => {
     log.info('SIGHUP: reloading the policy in every process');
@@ -197,6 +213,15 @@ async function primary(opts: ServerOptions, log: Logger, count: number): Promise
     for (const w of Object.values(cluster.workers ?? {})) w?.send({ type: 'reload' });
   });
   return new Promise<number>((resolve) => {
+    void startFailed.then((error) => {
+      stopping = true;
+      for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGKILL');
+      void delivery.stop().finally(() => {
+        process.stderr.write(`mta: ${error}\n`);
+        resolve(1);
+        exitSoon(1);
+      });
+    });
     onStopSignals((signal) => {
       stopping = true;
       log.info({ signal }, 'stopping: no new connections, sessions get up to 30 s');
@@ -212,4 +237,44 @@ async function primary(opts: ServerOptions, log: Logger, count: number): Promise
       });
     });
   });
+}
+
+/**
+ * Asks every live worker for `type` ("stats", "metrics") and resolves with
+ * the answers that came within a second (a busy or dying worker is left out).
+ */
+function askWorkers<T>(type: string): Promise<T[]> {
+  const live = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined && !w.isDead());
+  return new Promise<T[]>((resolve) => {
+    const got: T[] = [];
+    const listeners: Array<() => void> = [];
+    const done = (): void => {
+      clearTimeout(timer);
+      for (const off of listeners) off();
+      resolve(got);
+    };
+    const timer = setTimeout(done, 1000);
+    if (live.length === 0) return done();
+    for (const w of live) {
+      const onMsg = (m: { type?: string } & Record<string, unknown>): void => {
+        if (m?.type !== type || m[type] === undefined) return;
+        w!.off('message', onMsg);
+        got.push(m[type] as T);
+        if (got.length === live.length) done();
+      };
+      listeners.push(() => w!.off('message', onMsg));
+      w!.on('message', onMsg);
+      w!.send({ type });
+    }
+  });
+}
+
+/** Serves /metrics on server.metrics.listen when it is set; the queue gauge reads `spool`. */
+async function startMetrics(config: Config, spool: Spool, values: () => Promise<Array<Awaited<ReturnType<typeof metricsJson>>>>, log: Logger): Promise<void> {
+  const listen = config.server.metrics.listen;
+  if (listen === null) return;
+  enableProcessMetrics();
+  metrics.watchQueue(spoolCounts(spool));
+  const server = await serveMetrics(listen, async () => aggregatedText(await values()));
+  log.info({ listener: 'metrics', address: server.address.host, port: server.address.port }, `metrics on http://${server.address.host}:${server.address.port}/metrics`);
 }

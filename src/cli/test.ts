@@ -176,10 +176,14 @@ export async function watchSuite(o: Omit<SuiteOptions, 'files'> & { paths: strin
   running = runOnce().finally(() => {
     running = null;
   });
+  // The watchers do not hold the process open (a test harness may abort the
+  // signal at any time), so this timer does, until the signal aborts.
+  const keepAlive = setInterval(() => undefined, 60_000);
   await new Promise<void>((resolve) => {
     if (signal.aborted) resolve();
     else signal.addEventListener('abort', () => resolve(), { once: true });
   });
+  clearInterval(keepAlive);
   if (timer) clearTimeout(timer);
   await running;
   for (const w of watchers) w.close();

@@ -64,6 +64,8 @@ export interface Config {
       timeout: string;
       dnsbl_timeout: string;
     };
+    /** Extension: the Prometheus endpoint, `host:port`; unset (null) serves none. */
+    metrics: { listen: string | null };
   };
   queue: {
     dir: string;
@@ -118,6 +120,7 @@ export const RESTART_KEYS = [
   'state.prefix',
   'logs.format',
   'vsl.data_dir',
+  'server.metrics.listen',
   'server.user',
   'server.group',
 ];
@@ -172,6 +175,7 @@ export function defaultConfig(hostname: string, isTerminal = false): Config {
         allow_plaintext: false,
       },
       dns: { servers: [], timeout: '5s', dnsbl_timeout: '2s' },
+      metrics: { listen: null },
     },
     queue: { dir: '/var/spool/mta', dead_max_age: '0s' },
     delivery: {

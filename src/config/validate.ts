@@ -179,6 +179,39 @@ export function configFromValue(v: Value, hostname: string): Config {
   return finishConfig(cfg);
 }
 
+/**
+ * Every problem of what on_config returned, not only the first: each key is
+ * checked on its own (configFromValue stops at the first).
+ */
+export function configErrors(v: Value, hostname: string): ConfigError[] {
+  if (!(v instanceof Map)) return [new ConfigError('on_config', `must return the configuration map, got ${v === undefined ? '()' : typeof v}`)];
+  const errors: ConfigError[] = [];
+  const walk = (value: unknown, def: unknown, path: string): void => {
+    const isMap = (x: unknown): x is Record<string, unknown> => x !== null && typeof x === 'object' && !Array.isArray(x);
+    if (path === 'dkim.keys' || !isMap(def) || !isMap(value)) {
+      try {
+        check(value, def, path);
+      } catch (e) {
+        if (e instanceof ConfigError) errors.push(e);
+        else throw e;
+      }
+      return;
+    }
+    for (const [k, sub] of Object.entries(value)) {
+      const p = path ? `${path}.${k}` : k;
+      if (!(k in def)) errors.push(new ConfigError(p, `unknown key${suggest(k, Object.keys(def))}`));
+      else walk(sub, def[k], p);
+    }
+  };
+  try {
+    walk(plain(v, ''), defaultConfig(hostname), '');
+  } catch (e) {
+    if (e instanceof ConfigError) errors.push(e);
+    else throw e;
+  }
+  return errors;
+}
+
 /** Derived defaults: server.domain defaults to server.name (SPEC §9.2). */
 export function finishConfig(cfg: Config): Config {
   cfg.server.virtual = cfg.server.virtual.map((d) => d.toLowerCase());

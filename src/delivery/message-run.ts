@@ -36,7 +36,8 @@ import { deferred, delivered, type RcptResult } from './outcome.js';
 import type { DeliveryPool } from './pool.js';
 import { isExpired, retryDelay, retrySchedule } from './retry.js';
 import { type ChooseTransport, ownSession } from './recipient-transport.js';
-import { routeFor } from './routes.js';
+import { defaultTransport, routeFor } from './routes.js';
+import { logDeliveryAttempt, type AttemptStatus } from '../log/summary.js';
 import type { TransportContext, TransportDef } from './transports/index.js';
 
 /**
@@ -359,27 +360,30 @@ export class MessageRun {
     r.attempts++;
     r.remote_mta = res.remoteMta;
     r.status = res.status;
-    const addr = addressText(r.address);
-    const log = { queue_id: this.id, rcpt: addr, outcome: res.outcome, reply: res.reply, remote: res.remoteMta, attempts: r.attempts };
+    let status: AttemptStatus;
     if (res.outcome === 'delivered') {
       r.state = 'delivered';
       r.delivered_at = iso(now);
       r.next_attempt = null;
       r.last_error = null;
-      this.ctx.log.info(log, `queue: ${this.id} delivered to ${addr}: ${res.reply}`);
+      status = 'sent';
     } else if (res.outcome === 'failed') {
-      this.ctx.log.info(log, `queue: ${this.id} failed for ${addr}: ${res.reply}`);
+      status = 'bounced';
       this.fail(r, res.reply, res.status, res.remoteMta);
     } else if (isExpired(this.ctx.cfg, this.record.age_base, now)) {
-      this.ctx.log.info(log, `queue: ${this.id} expired for ${addr}: ${res.reply}`);
+      status = 'expired';
       this.fail(r, `${res.reply} (gave up: message older than delivery.max_age)`, res.status.startsWith('4.') ? res.status : '4.4.7', res.remoteMta);
     } else {
       const next = now + retryDelay(retrySchedule(this.ctx.cfg), r.attempts, this.ctx.random);
       r.state = 'deferred';
       r.next_attempt = iso(next);
       r.last_error = res.reply;
-      this.ctx.log.info({ ...log, next_attempt: r.next_attempt }, `queue: ${this.id} deferred for ${addr}: ${res.reply}`);
+      status = 'deferred';
     }
+    logDeliveryAttempt(this.ctx.log, {
+      queueId: this.id, recipient: addressText(r.address), transport: (r.transport.kind === 'default' ? defaultTransport(this.ctx.cfg, r.address) : r.transport).kind,
+      relay: res.remoteMta, delaySeconds: (now - Date.parse(this.record.received_at)) / 1000, dsn: res.status, status, reply: res.reply, attempts: r.attempts, nextAttempt: r.next_attempt,
+    });
   }
 
   private fail(r: RecipientRecord, why: string, status: string, remote: string | null): void {

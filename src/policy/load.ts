@@ -17,7 +17,8 @@ import type { Diagnostic } from '../vsl/diagnostics.js';
 import { STDLIB_NAMESPACES, type HostBuiltinRef } from '../vsl/catalog.js';
 import { PolicySandbox, GuestFailure, type StageRun, type GuestError } from '../sandbox/sandbox.js';
 import { defaultConfig, type Config } from '../config/schema.js';
-import { applySet, configFromValue, ConfigError, finishConfig } from '../config/validate.js';
+import { applySet, configErrors, configFromValue, ConfigError, finishConfig } from '../config/validate.js';
+import { assignmentPosition } from '../config/assignment.js';
 import { parseDuration, parseSize } from '../config/units.js';
 import { decodeValue, encodeValue } from '../vsl/values/wire.js';
 import type { Value } from '../vsl/values/value.js';
@@ -50,6 +51,8 @@ export interface LoadOptions {
   /** Builds the long-lived host services once the configuration is known. */
   env?: (config: Config) => HostEnv;
   hostname?: string;
+  /** Refuse TLS certificate or key files that cannot be read (mta check, mta run); transcripts use a test certificate instead. */
+  checkTlsFiles?: boolean;
 }
 
 export interface RuleInfo {
@@ -194,15 +197,19 @@ export async function loadPolicy(mainPath: string, opts: LoadOptions): Promise<L
         try {
           config = configFromValue(r.value, hostname);
         } catch (e) {
-          diagnostics.push(diag(compiled.onConfig.pos, e instanceof ConfigError ? e.message : `on_config: ${(e as Error).message}`));
+          if (!(e instanceof ConfigError)) throw e;
+          // Every bad key, each at the line that sets it (src/config/assignment.ts).
+          const at = compiled.onConfig.pos;
+          const text = sources.get(at.file) ?? '';
+          for (const ce of configErrors(r.value, hostname)) {
+            const p = assignmentPosition(text, ce.path);
+            diagnostics.push(diag(p ? { ...at, line: p.line, col: p.col } : at, ce.message));
+          }
         }
       }
     }
-    try {
-      applyOverrides(config, opts.overrides ?? {});
-    } catch (e) {
-      diagnostics.push(diag(rootPos, `command line: ${(e as Error).message}`));
-    }
+    diagnostics.push(...overrideDiagnostics(config, opts.overrides ?? {}));
+    if (opts.checkTlsFiles && !diagnostics.some((d) => d.severity === 'error')) diagnostics.push(...tlsFileDiagnostics(config, compiled.onConfig?.pos ?? rootPos, sources));
     if (diagnostics.some((d) => d.severity === 'error')) {
       sandbox.dispose();
       return { ok: false, diagnostics, sources };
@@ -322,6 +329,41 @@ function configToValue(cfg: unknown): Value {
     return v;
   };
   return conv(cfg) as Value;
+}
+
+/** Each bad command-line override as its own diagnostic, positioned on the command line, not in a file. */
+function overrideDiagnostics(config: Config, o: ConfigOverrides): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const attempt = (what: string, fn: () => void): void => {
+    try {
+      fn();
+    } catch (e) {
+      out.push(diag(COMMAND_LINE, `${what}: ${(e as Error).message}`));
+    }
+  };
+  for (const s of o.set ?? []) attempt(`--set ${s}`, () => applySet(config, s));
+  attempt('command line', () => applyOverrides(config, { ...o, set: [] }));
+  return out;
+}
+
+/** The position of a problem given on the command line (formatted without line and column). */
+const COMMAND_LINE: A.Pos = { file: 'command line', line: 0, col: 0 };
+
+/** A TLS certificate or key that cannot be read is a load error at the line that names it (not an ENOENT at listen). */
+function tlsFileDiagnostics(config: Config, onConfigPos: A.Pos, sources: Map<string, string>): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  for (const key of ['certificate', 'private_key'] as const) {
+    const file = config.server.tls[key];
+    if (file === null) continue;
+    try {
+      fs.accessSync(file, fs.constants.R_OK);
+    } catch (e) {
+      const p = assignmentPosition(sources.get(onConfigPos.file) ?? '', `server.tls.${key}`);
+      const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message;
+      out.push(diag(p ? { ...onConfigPos, line: p.line, col: p.col } : onConfigPos, `server.tls.${key}: cannot read ${file}: ${why}`));
+    }
+  }
+  return out;
 }
 
 export function applyOverrides(config: Config, o: ConfigOverrides): void {

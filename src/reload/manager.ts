@@ -48,6 +48,7 @@ export class PolicyManager {
   private closed = false;
   private extraSeen = '';
   private readonly swapListeners: Array<(next: PolicyVersion, previous: PolicyVersion) => void> = [];
+  private readonly reloadListeners: Array<(outcome: ReloadOutcome) => void> = [];
 
   private constructor(
     private readonly opts: PolicyManagerOptions,
@@ -79,6 +80,16 @@ export class PolicyManager {
    */
   onSwap(fn: (next: PolicyVersion, previous: PolicyVersion) => void): void {
     this.swapListeners.push(fn);
+  }
+
+  /** Calls `fn` after every reload, failed ones included (the metrics count them). */
+  onReload(fn: (outcome: ReloadOutcome) => void): void {
+    this.reloadListeners.push(fn);
+  }
+
+  private reported(outcome: ReloadOutcome): ReloadOutcome {
+    for (const fn of this.reloadListeners) fn(outcome);
+    return outcome;
   }
 
   byId(id: string): PolicyVersion | undefined {
@@ -163,7 +174,7 @@ export class PolicyManager {
       this.again = true;
       return this.reloading;
     }
-    this.reloading = this.doReload(reason).finally(() => {
+    this.reloading = this.doReload(reason).then((o) => this.reported(o)).finally(() => {
       this.reloading = null;
       if (this.again && !this.closed) {
         this.again = false;

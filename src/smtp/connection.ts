@@ -30,6 +30,7 @@ import type { Logger } from 'pino';
 import { SMTPConnection, type SMTPConnectionOptions } from 'smtp-server/lib/smtp-connection.js';
 import type { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 import { connectionLogger } from '../log/logger.js';
+import { metrics } from '../metrics/metrics.js';
 import { REPLY_TEMPFAIL_CONNECT } from '../policy/apply.js';
 import { type Reply, type TlsInfo, newSession } from '../mail/types.js';
 import { normalizeIp } from '../vsl/values/address.js';
@@ -96,6 +97,7 @@ export class VslConnection extends SMTPConnection implements Wire, Tracked {
       tls: null,
     });
     this.log = connectionLogger(front.log, session);
+    metrics.connection(session.listener);
     this.state = new SessionState(session);
     this.proto = new SmtpProtocol(this.listenerCtx, this, this.state, this.log);
   }

@@ -12,6 +12,8 @@ import { R } from './replies.js';
 import { missingSubmissionFields } from './submission-headers.js';
 import { decideStage } from '../policy/stage-machine.js';
 import type { DataEnd } from './wire.js';
+import { logAccepted } from '../log/summary.js';
+import { addressText } from '../mail/types.js';
 
 const PROBLEM_REPLY: Record<DataProblem, Reply> = {
   'bare-cr-lf': R.bareCrLf,
@@ -40,7 +42,7 @@ async function finishData(p: SmtpProtocol, ended: Promise<DataEnd>, collector: D
   const how = await ended;
   if (how === 'aborted') {
     // The client left or timed out mid-DATA: nothing reaches the spool.
-    p.log.info({ bytes: collector.bytes, id: p.state.txn?.id }, 'DATA aborted, message discarded');
+    p.log.info({ bytes: collector.bytes, queue_id: p.state.txn?.id }, 'DATA aborted, message discarded');
     await collector.discard();
     p.state.endTransaction();
     p.inData = false;
@@ -76,7 +78,7 @@ async function endOfData(p: SmtpProtocol, collector: DataCollector): Promise<voi
     throw err;
   });
   if (!checked.ok) {
-    p.log.info({ id: txn.id, problem: checked.problem, bytes: collector.bytes }, 'message refused');
+    p.log.info({ queue_id: txn.id, problem: checked.problem, bytes: collector.bytes }, 'message refused');
     await p.wire.reply(PROBLEM_REPLY[checked.problem]);
     return;
   }
@@ -105,13 +107,13 @@ async function queueAfterPreq(p: SmtpProtocol, draft: MessageDraft): Promise<voi
     return;
   }
   if (txn.rcpts.length === 0) {
-    p.log.info({ id: txn.id }, 'no recipient left after preq: message accepted and dropped');
+    p.log.info({ queue_id: txn.id }, 'no recipient left after preq: message accepted and dropped');
     await p.replyApplied(applied);
     return;
   }
   if (p.wire.gone) {
     // Nobody is left to receive the 250: the client will send it again.
-    p.log.info({ id: txn.id }, 'client left before the end-of-data reply, message not queued');
+    p.log.info({ queue_id: txn.id }, 'client left before the end-of-data reply, message not queued');
     return;
   }
   const size = draft.size;
@@ -126,10 +128,10 @@ async function queueAfterPreq(p: SmtpProtocol, draft: MessageDraft): Promise<voi
       ...(applied.quarantine !== null ? { quarantine: applied.quarantine } : {}),
     });
   } catch (err) {
-    p.log.error({ err, id: txn.id }, 'spool failed, message not accepted');
+    p.log.error({ err, queue_id: txn.id }, 'spool failed, message not accepted');
     await p.wire.reply(R.tempFail);
     return;
   }
-  p.log.info({ id: txn.id, size, rcpts: txn.rcpts.length, quarantine: applied.quarantine }, 'queued');
+  logAccepted(p.log, { queueId: txn.id, sender: addressText(txn.mailFrom), size, nrcpt: txn.rcpts.length, quarantine: applied.quarantine });
   await p.replyApplied(applied);
 }

@@ -53,6 +53,8 @@ export function sortDiagnostics(diagnostics: Diagnostic[]): Diagnostic[] {
 }
 
 function headline(d: Diagnostic): string {
+  // Line 0: a problem outside any file (a command-line override).
+  if (d.pos.line === 0) return `${d.pos.file}: ${d.severity}: ${d.message}`;
   return `${d.pos.file}:${d.pos.line}:${d.pos.col}: ${d.severity}: ${d.message}`;
 }
 

@@ -390,7 +390,15 @@ export class Program {
     if (hint) throw new CompileError(e.pos, hint);
     if (segs[0] === 'delegate') throw new CompileError(e.pos, 'delegate is not supported');
     const full = segs.join('::');
-    throw new CompileError(e.pos, `unknown function '${full}'`, suggestFunction(full));
+    throw new CompileError(e.pos, `unknown function '${full}'`, suggestFunction(full, this.callableNames(u)));
+  }
+
+  /** Names a call may resolve to besides the guest table: host built-ins, stdlib and the file's functions (for "did you mean"). */
+  private callableNames(u: Unit): string[] {
+    const names = [...this.input.host.keys(), ...u.fns.keys()];
+    for (const su of this.globalStdlib) names.push(...su.fns.keys());
+    for (const [ns, su] of this.stdlibNs) names.push(...[...su.fns.keys()].map((n) => `${ns}::${n}`));
+    return names;
   }
 
   /** The module an alias names in unit `u`: a block-level import first, then the file's. */
@@ -491,10 +499,15 @@ function forEachDecl(e: A.Expr, cb: (d: A.ObjectDecl | A.ServiceDecl) => void): 
 }
 
 /** A "did you mean" for an unknown function name. */
-export function suggestFunction(full: string): string | undefined {
-  const known = [...Object.keys(GUEST_BUILTINS), ...Object.keys(HOST_ALIASES)].filter((k) => !k.startsWith('sys::'));
-  const close = known.find((k) => levenshtein(k, full) <= 2);
-  return close ? `did you mean ${close}?` : undefined;
+export function suggestFunction(full: string, more: string[] = []): string | undefined {
+  const known = [...Object.keys(GUEST_BUILTINS), ...Object.keys(HOST_ALIASES), ...more].filter((k) => !k.startsWith('sys::'));
+  let best: string | undefined;
+  let bestD = 3;
+  for (const k of known) {
+    const d = levenshtein(k, full);
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  return best ? `did you mean ${best}?` : undefined;
 }
 
 /** The edit distance of two (short) names; exact, as callers compare it with their own thresholds. */

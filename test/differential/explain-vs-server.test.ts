@@ -388,7 +388,7 @@ async function runServer(s: ServerUnderTest, sc: Scenario): Promise<Outcome> {
     const end = await c.data(messageFor(sc));
     // The queue id is the transaction's, as the preq decision line names it (a custom 2xx need not say it).
     const preq = s.logs.slice(logFrom).reverse().find((l) => l.stage === 'preq');
-    if (end.code < 300 && typeof preq?.message_id === 'string') queueId = preq.message_id;
+    if (end.code < 300 && typeof preq?.queue_id === 'string') queueId = preq.queue_id;
     await c.quit().catch(() => undefined);
   } finally {
     c.destroy();

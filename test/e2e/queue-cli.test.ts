@@ -154,7 +154,7 @@ test('postq quarantine("virus") holds the message in quarantine/virus; "mta queu
     await sink.waitForMessages(1);
     await waitFor('the message in quarantine/virus', () => idsIn(mta.queueDir, 'quarantine/virus').includes(held));
     assert.deepEqual(sink.messages.map((m) => subjectOf(m.data)), ['clean']);
-    const decision = mta.logs.find((l) => l.message_id === held && l.stage === 'postq' && l.status === 'quarantine');
+    const decision = mta.logs.find((l) => l.queue_id === held && l.stage === 'postq' && l.status === 'quarantine');
     assert.ok(decision, 'the postq decision is logged by the stage machine');
     assert.equal(decision.rule, 'virus');
 
@@ -182,7 +182,7 @@ test('postq quarantine("virus") holds the message in quarantine/virus; "mta queu
     assert.deepEqual(released.rcptTo, ['bob@far.test']);
     await waitFor('the released message gone from the queue', () => !fs.existsSync(path.join(mta.queueDir, 'active', `${held}.json`)));
     assert.deepEqual(idsIn(mta.queueDir, 'quarantine/virus'), []);
-    assert.equal((await mtaQueue(['quarantine', 'list', '--queue-dir', mta.queueDir])).stdout, 'queue is empty\n');
+    assert.equal((await mtaQueue(['quarantine', 'list', '--queue-dir', mta.queueDir])).stdout, 'no quarantined messages\n');
     // Released means delivered once, not re-checked into quarantine again.
     assert.equal(sink.messages.length, 2);
   } finally {

@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { CliIo } from '../../src/cli/io.js';
-import { main, MAIN_HELP } from '../../src/cli/mta.js';
+import { main } from '../../src/cli/mta.js';
+import { MAIN_HELP } from '../../src/cli/help.js';
 
 async function mta(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';

@@ -354,7 +354,7 @@ describe('decision log (SPEC §3.3)', () => {
       assert.equal(line.helo, 'client.example');
       assert.equal(line.sender, 'a@remote.example');
       assert.equal(line.recipient, 'nobody@test.example');
-      assert.equal(typeof line.message_id, 'string');
+      assert.equal(typeof line.queue_id, 'string');
       assert.equal(typeof line.conn, 'string');
     });
   });

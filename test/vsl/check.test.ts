@@ -173,9 +173,9 @@ describe('load errors pinned to file:line:col (SPEC §1.2, §11.2)', () => {
   test('configuration: an unknown key with a suggestion, a wrong type, no map returned', async () => {
     const cfg = (body: string) => ({ 'main.vsl': `fn on_config(config) {\n  ${body}\n  config\n}\n#{}` });
     assert.equal(await firstError(cfg('config.server.smtp.rcpt_max = 10;')),
-      'main.vsl:1:4: error: server.smtp.rcpt_max: unknown key, did you mean rcpt_count_max?');
+      'main.vsl:2:10: error: server.smtp.rcpt_max: unknown key, did you mean rcpt_count_max?');
     assert.equal(await firstError(cfg('config.server.smtp.rcpt_count_max = "many";')),
-      'main.vsl:1:4: error: server.smtp.rcpt_count_max: expected an int, got string');
+      'main.vsl:2:10: error: server.smtp.rcpt_count_max: expected an int, got string');
     assert.equal(await firstError({ 'main.vsl': 'fn on_config(config) {\n  config.server.domain = "x.test";\n  ()\n}\n#{}' }),
       'main.vsl:1:4: error: on_config: must return the configuration map, got ()');
   });

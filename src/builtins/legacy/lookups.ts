@@ -98,7 +98,7 @@ export function resolverLookups(resolver: Resolver, opts: LookupOptions): Legacy
     for (const raw of names.slice(0, MAX_NAMES)) {
       const name = raw.toLowerCase().replace(/\.$/, '');
       if (looksLikeIp(name)) {
-        opts.log.info({ client: opts.clientIp, ptr: name }, 'PTR name looks like an IP address; ignored');
+        opts.log.info({ client_ip: opts.clientIp, ptr: name }, 'PTR name looks like an IP address; ignored');
         continue;
       }
       try {

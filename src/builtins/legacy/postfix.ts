@@ -157,7 +157,7 @@ async function clientNameForAccess(ctx: PostfixContext): Promise<string | null> 
     return await ctx.lookups.clientName();
   } catch (err) {
     if (!(err instanceof DnsError)) throw err;
-    ctx.log.warn({ client: ctx.probe.clientIp, err: err.message }, 'client name lookup failed; the client is unknown for this check');
+    ctx.log.warn({ client_ip: ctx.probe.clientIp, err: err.message }, 'client name lookup failed; the client is unknown for this check');
     return null;
   }
 }

@@ -629,7 +629,7 @@ export async function evaluateSmtpdCheckRules(
     const matched = { file: table.file, line: rule.line };
     switch (rule.action) {
       case 'debug':
-        rt.log.info({ file: table.file, line: rule.line, client: input.clientIp, from: input.sender, to: input.recipient }, `smtpd_check_rules: debug line ${rule.line} matched`);
+        rt.log.info({ file: table.file, line: rule.line, client_ip: input.clientIp, sender: input.sender, recipient: input.recipient }, `smtpd_check_rules: debug line ${rule.line} matched`);
         continue;
       case 'allow':
         return { kind: 'accept', matched };
