@@ -199,7 +199,7 @@ export function configErrors(v: Value, hostname: string): ConfigError[] {
     }
     for (const [k, sub] of Object.entries(value)) {
       const p = path ? `${path}.${k}` : k;
-      if (!(k in def)) errors.push(new ConfigError(p, `unknown key${suggest(k, Object.keys(def))}`));
+      if (!knownKey(def, k)) errors.push(new ConfigError(p, `unknown key${suggest(k, Object.keys(def))}`));
       else walk(sub, def[k], p);
     }
   };

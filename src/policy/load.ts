@@ -201,7 +201,9 @@ export async function loadPolicy(mainPath: string, opts: LoadOptions): Promise<L
           // Every bad key, each at the line that sets it (src/config/assignment.ts).
           const at = compiled.onConfig.pos;
           const text = sources.get(at.file) ?? '';
-          for (const ce of configErrors(r.value, hostname)) {
+          const found = configErrors(r.value, hostname);
+          // Never fewer than the error that failed the load: a silent pass would load the defaults.
+          for (const ce of found.length > 0 ? found : [e]) {
             const p = assignmentPosition(text, ce.path);
             diagnostics.push(diag(p ? { ...at, line: p.line, col: p.col } : at, ce.message));
           }
