@@ -6,6 +6,7 @@
 //                 │ enqueue (fsync) ▶ queue/ spool ──▶ delivery/ scheduler
 //   reload/ manager swaps the policy version; the front re-reads TLS files.
 
+import cluster from 'node:cluster';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { PolicyManager } from './reload/manager.js';
@@ -21,6 +22,8 @@ import { afterQueueStages, runStageWith } from './policy/after-queue.js';
 import { transportByRcptRules } from './delivery/recipient-transport.js';
 import { dropPrivileges, giveSpoolTo } from './privileges/drop.js';
 import { createFailureTracker, failureTrackerOptions } from './builtins/auth/failures.js';
+import { PrimaryLink, serveSharedLimits } from './smtp/shared-limits.js';
+import { runSandboxesInThreads } from './sandbox/sandbox.js';
 import type { Config } from './config/schema.js';
 import type { ServerStats } from './stats.js';
 
@@ -80,6 +83,8 @@ async function startPolicy(opts: ServerOptions): Promise<{ policy: PolicyManager
  */
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log;
+  // A long rule must not hold the sockets of every other session (src/sandbox/thread.ts).
+  runSandboxesInThreads(true);
   const { policy, env } = await startPolicy(opts);
   const config = (): Config => policy.current().config;
   const spool = await Spool.open(config().queue.dir, { log });
@@ -90,12 +95,16 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   if (opts.deliver !== false) {
     scheduler = new Scheduler({ spool, config, resolver: env().resolver, stages: afterQueueStages(runStageWith(runner)), log, capture: opts.capture, chooseTransport: transportByRcptRules(runner, config, log), policyDir: path.dirname(opts.mainPath) });
   }
+  // Worker processes share the connection slots and AUTH counts through the
+  // primary (which runs startDelivery); one process keeps its own.
+  const primary = cluster.isWorker ? new PrimaryLink(() => failureTrackerOptions(config())) : null;
   const front = createSmtpFront({
     config: config(),
     runner,
     sink: spool,
     log,
-    authBackendFailures: createFailureTracker(failureTrackerOptions(config())),
+    authBackendFailures: primary ?? createFailureTracker(failureTrackerOptions(config())),
+    clientSlots: primary ?? undefined,
   });
   let listeners: ListenerAddress[];
   try {
@@ -112,6 +121,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   } catch (e) {
     await front.close(0);
     policy.close();
+    primary?.close();
     throw e;
   }
   policy.onSwap((next) => {
@@ -128,6 +138,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     stop(graceMs = 30_000) {
       stopping ??= (async () => {
         await front.close(graceMs);
+        primary?.close();
         await scheduler?.stop();
         policy.close();
         await env()?.state.close().catch(() => undefined);
@@ -147,7 +158,8 @@ export interface DeliveryProcess {
 /**
  * The delivery half alone: the scheduler with the postq and delivery stages.
  * With `--workers N` the primary process runs this while N worker processes
- * run the SMTP front (startServer with deliver: false). Keeping delivery out
+ * run the SMTP front (startServer with deliver: false); it also holds the
+ * server-wide connection slots and AUTH counts the workers ask for. Keeping delivery out
  * of the front processes keeps its file-system work off their thread pool
  * and event loop, so a backlog being delivered does not slow SMTP replies.
  */
@@ -168,12 +180,15 @@ export async function startDelivery(opts: ServerOptions): Promise<DeliveryProces
       process.exit(1);
     });
   } else await started;
+  // The workers' connection slots and AUTH counts (src/smtp/shared-limits.ts).
+  const stopSharedLimits = serveSharedLimits(log);
   if (opts.watch !== false) policy.watch();
   let stopping: Promise<void> | null = null;
   return {
     policy, spool, scheduler,
     stop() {
       stopping ??= (async () => {
+        stopSharedLimits();
         await scheduler.stop();
         policy.close();
         await env()?.state.close().catch(() => undefined);

@@ -41,6 +41,10 @@ export interface Config {
       line_length_max: number;
       /** Extension: largest header block accepted in DATA. */
       header_size_max: number;
+      /** Extension: IPv6 clients count against client_count_max_per_ip per network of this many bits. */
+      client_ipv6_prefix_length: number;
+      /** Extension: the last this many of client_count_max slots (at most an eighth of it) only go to clients holding no connection. */
+      client_count_reserved_for_new: number;
       /** Extension: "strict" refuses a HELO/EHLO name that is no RFC 5321 domain or address literal (vSMTP); "lenient" leaves it to the rules. */
       helo_syntax: 'lenient' | 'strict';
     };
@@ -156,6 +160,8 @@ export function defaultConfig(hostname: string, isTerminal = false): Config {
         session_timeout: '30m',
         line_length_max: 2048,
         header_size_max: 1048576,
+        client_ipv6_prefix_length: 64,
+        client_count_reserved_for_new: 32,
         helo_syntax: 'lenient',
       },
       auth: {

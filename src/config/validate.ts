@@ -40,13 +40,28 @@ function plain(v: Value, path: string): unknown {
   }
   if (v instanceof Map) {
     const o: Record<string, unknown> = {};
-    for (const [k, e] of v) o[k] = plain(e, `${path}.${k}`);
+    // defineProperty, not `o[k] =`: a key named __proto__ must stay an own
+    // key (and so be reported as unknown), not replace the prototype.
+    for (const [k, e] of v) ownSet(o, k, plain(e, `${path}.${k}`));
     return o;
   }
   if (Array.isArray(v)) return v.map((e, i) => plain(e, `${path}[${i}]`));
   if (v instanceof VObject) return textOf(v);
   if (v === undefined) return null;
   return v;
+}
+
+function ownSet(o: Record<string, unknown>, k: string, v: unknown): void {
+  Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+}
+
+/**
+ * Whether `k` is a key of the defaults map `defs` itself. `k in defs` would
+ * also accept what every object inherits (constructor, hasOwnProperty,
+ * __proto__, toString…), letting them pass as known keys (SPEC §9.1).
+ */
+function knownKey(defs: object, k: string): boolean {
+  return Object.hasOwn(defs, k);
 }
 
 function typeName(v: unknown): string {
@@ -94,10 +109,10 @@ function check(value: unknown, def: unknown, path: string): unknown {
     const defs = def as Record<string, unknown>;
     for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
       const sub = path ? `${path}.${k}` : k;
-      if (!(k in defs)) throw new ConfigError(sub, `unknown key${suggest(k, Object.keys(defs))}`);
+      if (!knownKey(defs, k)) throw new ConfigError(sub, `unknown key${suggest(k, Object.keys(defs))}`);
       out[k] = check(v, defs[k], sub);
     }
-    for (const k of Object.keys(defs)) if (!(k in out)) out[k] = defs[k];
+    for (const k of Object.keys(defs)) if (!Object.hasOwn(out, k)) out[k] = defs[k];
     return out;
   }
   if (typeof def === 'number') {
@@ -105,6 +120,7 @@ function check(value: unknown, def: unknown, path: string): unknown {
     if (typeof value !== 'number' || !Number.isInteger(value)) throw new ConfigError(path, `expected an int, got ${typeName(value)}`);
     if (value < 0) throw new ConfigError(path, 'must not be negative');
     if (path === 'delivery.mx_port' && (value < 1 || value > 65535)) throw new ConfigError(path, 'must be a TCP port, 1 to 65535');
+    if (path === 'server.smtp.client_ipv6_prefix_length' && (value < 1 || value > 128)) throw new ConfigError(path, 'must be a prefix length, 1 to 128');
     return value;
   }
   if (typeof def === 'boolean') {
@@ -142,6 +158,7 @@ function checkDkimKeys(value: unknown, path: string): Config['dkim']['keys'] {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(path, 'expected a map of domain → [#{ selector, private_key }]');
   const out: Config['dkim']['keys'] = {};
   for (const [domain, list] of Object.entries(value as Record<string, unknown>)) {
+    if (domain === '__proto__') throw new ConfigError(`${path}.${domain}`, 'not a domain name');
     if (!Array.isArray(list)) throw new ConfigError(`${path}.${domain}`, 'expected an array of #{ selector, private_key }');
     out[domain] = list.map((k, i) => {
       const o = k as Record<string, unknown>;
@@ -182,7 +199,7 @@ export function configErrors(v: Value, hostname: string): ConfigError[] {
     }
     for (const [k, sub] of Object.entries(value)) {
       const p = path ? `${path}.${k}` : k;
-      if (!(k in def)) errors.push(new ConfigError(p, `unknown key${suggest(k, Object.keys(def))}`));
+      if (!knownKey(def, k)) errors.push(new ConfigError(p, `unknown key${suggest(k, Object.keys(def))}`));
       else walk(sub, def[k], p);
     }
   };
@@ -218,12 +235,12 @@ export function applySet(cfg: Config, assignment: string): void {
   let def: unknown = defs;
   for (let i = 0; i < parts.length - 1; i++) {
     const p = parts[i]!;
-    if (!(p in node) || typeof node[p] !== 'object' || node[p] === null) throw new ConfigError(key, `unknown key${suggest(p, Object.keys(node))}`);
+    if (!knownKey(node, p) || typeof node[p] !== 'object' || node[p] === null) throw new ConfigError(key, `unknown key${suggest(p, Object.keys(node))}`);
     node = node[p] as Record<string, unknown>;
     def = (def as Record<string, unknown>)[p];
   }
   const last = parts[parts.length - 1]!;
-  if (!(last in node)) throw new ConfigError(key, `unknown key${suggest(last, Object.keys(node))}`);
+  if (!knownKey(node, last)) throw new ConfigError(key, `unknown key${suggest(last, Object.keys(node))}`);
   const value = parseLiteral(raw);
   node[last] = check(value, (def as Record<string, unknown>)[last], key);
 }

@@ -14,6 +14,7 @@ import { type MessageView, STAGES, stageIndex, type Header, type Session, type S
 import { arityOk, arityText } from '../vsl/catalog.js';
 import { VslError, fnError, type Value } from '../vsl/values/value.js';
 import { fcrdns } from '../builtins/dns/resolver.js';
+import { confinedReadPath, readableRoots } from '../builtins/core/fs.js';
 
 /** Everything one stage evaluation needs on the host side. */
 export interface EvalState {
@@ -161,7 +162,8 @@ export class HostBridge {
       case 'sys::read_lines': {
         const [p] = args;
         if (typeof p !== 'string') throw fnError('file', 'expects a path string');
-        const full = path.resolve(this.fileDirOf(posId), p);
+        // Confined to the policy's directory and vsl.data_dir (src/builtins/core/fs.ts).
+        const full = confinedReadPath('file', path.resolve(this.fileDirOf(posId), p), readableRoots(this.env.policyDir, this.env.config.vsl.data_dir));
         let text: string;
         try {
           text = fs.readFileSync(full, 'utf8');

@@ -28,6 +28,7 @@ import { dataFileValidator } from '../builtins/registry.js';
 import { type HostEnv, systemClock } from '../host/ports.js';
 import { HostBridge, type LoadState } from './host-bridge.js';
 import { STAGES, type Stage } from '../mail/types.js';
+import { outsideReadableRoots, readableRoots } from '../builtins/core/fs.js';
 import { formatCidr, parseCidr } from '../vsl/values/net.js';
 import { stageWarnings } from '../vsl/check.js';
 import { installNodePlatform } from '../vsl/host-platform.js';
@@ -131,7 +132,7 @@ export function defaultLogger(): Logger {
   return pino({ level: 'silent' });
 }
 
-export function defaultEnvFor(config: Config, log: Logger): HostEnv {
+export function defaultEnvFor(config: Config, log: Logger, policyDir = process.cwd()): HostEnv {
   // A resolver that fails every lookup: loading never needs DNS.
   const fail = async (): Promise<never> => {
     const { DnsError } = await import('../host/ports.js');
@@ -145,7 +146,7 @@ export function defaultEnvFor(config: Config, log: Logger): HostEnv {
     },
     clock: systemClock,
     log,
-    policyDir: process.cwd(),
+    policyDir,
     locals: newHostLocals(),
   };
 }
@@ -173,7 +174,7 @@ export async function loadPolicy(mainPath: string, opts: LoadOptions): Promise<L
   let config = finishConfig(defaultConfig(hostname, false));
   const bootLimits = { memoryBytes: parseSize(config.vsl.memory_limit), ruleTimeoutMs: parseDuration(config.vsl.rule_timeout) };
   const bootLog = defaultLogger();
-  const bridge = new HostBridge(opts.builtins, compiled, defaultEnvFor(config, bootLog));
+  const bridge = new HostBridge(opts.builtins, compiled, defaultEnvFor(config, bootLog, path.dirname(abs)));
   let sandbox: PolicySandbox;
   try {
     sandbox = await PolicySandbox.create(compiled, bootLimits, bridge);
@@ -200,7 +201,9 @@ export async function loadPolicy(mainPath: string, opts: LoadOptions): Promise<L
           // Every bad key, each at the line that sets it (src/config/assignment.ts).
           const at = compiled.onConfig.pos;
           const text = sources.get(at.file) ?? '';
-          for (const ce of configErrors(r.value, hostname)) {
+          const found = configErrors(r.value, hostname);
+          // Never fewer than the error that failed the load: a silent pass would load the defaults.
+          for (const ce of found.length > 0 ? found : [e]) {
             const p = assignmentPosition(text, ce.path);
             diagnostics.push(diag(p ? { ...at, line: p.line, col: p.col } : at, ce.message));
           }
@@ -214,7 +217,7 @@ export async function loadPolicy(mainPath: string, opts: LoadOptions): Promise<L
       return { ok: false, diagnostics, sources };
     }
     // Top-level code runs with the final configuration (e.g. vsl.allow_cmd for a `const x = cmd::build(…)`).
-    const env = opts.env ? opts.env(config) : defaultEnvFor(config, bootLog);
+    const env = opts.env ? opts.env(config) : defaultEnvFor(config, bootLog, path.dirname(abs));
     bridge.setEnv(env);
     sandbox.setServer(serverInfo(config, hostname));
     const init = sandbox.init(order, compiled.mainIndex);
@@ -246,7 +249,7 @@ export async function loadPolicy(mainPath: string, opts: LoadOptions): Promise<L
       authenticateDirectives: stages.authenticate.length,
       authOffered: authOffered(config),
     }, rootPos));
-    const dataDiags = validateDataFiles(compiled, opts.builtins);
+    const dataDiags = validateDataFiles(compiled, opts.builtins, readableRoots(path.dirname(abs), config.vsl.data_dir));
     diagnostics.push(...dataDiags);
     if (diagnostics.some((d) => d.severity === 'error')) {
       sandbox.dispose();
@@ -399,9 +402,14 @@ function authOffered(config: Config): boolean {
 }
 
 /** Data files named by literals are validated at load (SPEC §7.1). */
-function validateDataFiles(compiled: CompiledPolicy, builtins: HostBuiltin[]): Diagnostic[] {
+function validateDataFiles(compiled: CompiledPolicy, builtins: HostBuiltin[], readable: string[]): Diagnostic[] {
   const out: Diagnostic[] = [];
   for (const d of compiled.literalDataFiles) {
+    const outside = d.fn === 'file' ? outsideReadableRoots(d.path, readable) : null;
+    if (outside !== null) {
+      out.push(diag(d.pos, `file: '${d.spec}': ${outside}`));
+      continue;
+    }
     const validator = dataFileValidator(d.fn);
     if (!validator) {
       if (!fs.existsSync(d.path)) out.push(diag(d.pos, `${d.fn}: no such file '${d.spec}'`, 'data file paths are relative to the file that names them'));

@@ -16,6 +16,10 @@
 //   validates the status, never trusting the guest's shape.
 // - Errors: guest stack traces are mapped back to vSL file:line:col through
 //   the compiler's position marks.
+// - Threads: with runSandboxesInThreads(true) (the server), stage
+//   evaluations run in worker threads holding copies of this sandbox
+//   (thread.ts, at most MAX_THREADS); loading, on_config and exported
+//   values stay here.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -30,7 +34,9 @@ import { decodeValue, toWire } from '../vsl/values/wire.js';
 import { Status, statusFromWire } from '../vsl/values/status.js';
 import { encodeContext } from '../vsl/values/context-wire.js';
 import type { ContextData } from '../vsl/values/context-wire.js';
-import { VslError, type Value } from '../vsl/values/value.js';
+import type { Value } from '../vsl/values/value.js';
+import { SandboxThread } from './thread.js';
+import { answerAsync, answerSync, isWireHost, type GuestError, type HostHandler, type SandboxLimits, type StageRun, type WireHost } from './bridge.js';
 
 /** Must equal GUEST_PROTOCOL in src/vsl/guest/guest-entry.ts (not imported: that module is the guest bundle's entry). */
 const GUEST_PROTOCOL = 2;
@@ -75,31 +81,7 @@ export function guestRuntimeSource(): string {
   throw new Error('the guest runtime bundle dist/guest/runtime.js is missing: run "npm run build"');
 }
 
-/** Host side of the bridge: the policy layer implements it (src/policy/host-bridge.ts). */
-export interface HostHandler {
-  /** `state` is what the caller passed to evaluate() (or loadState at load); `ruleIndex` the directive running. */
-  callSync(state: unknown, ruleIndex: number, name: string, args: Value[], posId: number): Value;
-  callAsync(state: unknown, ruleIndex: number, name: string, args: Value[], posId: number): Promise<Value>;
-}
-
-export interface SandboxLimits {
-  memoryBytes: number;
-  ruleTimeoutMs: number;
-}
-
-export interface GuestError {
-  message: string;
-  /** vSL position of the failing expression, if it could be mapped. */
-  at: Pos | null;
-  /** Script call chain, innermost first. */
-  chain: Pos[];
-  /** timeout | memory | stack | depth | internal, or null for an ordinary runtime error. */
-  fatal: string | null;
-}
-
-export type StageRun =
-  | { ok: true; index: number; status: Status | null; trace: Array<{ index: number; kind: string; ms: number }> }
-  | { ok: false; index: number; error: GuestError; trace: Array<{ index: number; kind: string; ms: number }> };
+export { answerAsync, answerSync, type GuestError, type HostHandler, type SandboxLimits, type StageRun, type WireHost } from './bridge.js';
 
 interface PendingEval {
   id: number;
@@ -113,6 +95,20 @@ interface PendingEval {
 }
 
 export class SandboxBrokenError extends Error {}
+
+let threadsOn = false;
+
+/** Worker threads per policy version at most (each holds a copy of the sandbox, up to vsl.memory_limit). */
+const MAX_THREADS = 2;
+
+/**
+ * Evaluates stages in a worker thread per policy version from now on
+ * (thread.ts), so that a long rule does not hold the event loop. The server
+ * turns it on; the offline tools (`mta test`, `mta explain`) evaluate inline.
+ */
+export function runSandboxesInThreads(on: boolean): void {
+  threadsOn = on;
+}
 
 export class PolicySandbox {
   private readonly rt: QuickJSRuntime;
@@ -135,12 +131,17 @@ export class PolicySandbox {
   disposed = false;
   /** Host state for built-ins called at load (file(), services). */
   loadState: unknown = null;
+  /** What setServer and a successful init received: a thread's copy is built from them. */
+  private serverInfo: unknown = null;
+  private initialised: { order: number[]; main: number } | null = null;
+  /** The worker threads evaluating this version's stages (see evaluationThread). */
+  private readonly threads: SandboxThread[] = [];
 
   private constructor(
     mod: QuickJSWASMModule,
     private readonly compiled: CompiledPolicy,
     private readonly limits: SandboxLimits,
-    private readonly host: HostHandler,
+    private readonly host: HostHandler | WireHost,
   ) {
     this.slackMs = Math.max(1, Math.round(limits.ruleTimeoutMs / 10));
     this.budgetMs = limits.ruleTimeoutMs + this.slackMs;
@@ -191,7 +192,7 @@ export class PolicySandbox {
       })()`, 'lockdown.js');
   }
 
-  static async create(compiled: CompiledPolicy, limits: SandboxLimits, host: HostHandler): Promise<PolicySandbox> {
+  static async create(compiled: CompiledPolicy, limits: SandboxLimits, host: HostHandler | WireHost): Promise<PolicySandbox> {
     const mod = await quickjs();
     return new PolicySandbox(mod, compiled, limits, host);
   }
@@ -260,26 +261,29 @@ export class PolicySandbox {
   }
 
   private hostSync(evalId: number, ruleIndex: number, name: string, argsJson: string, posId: number): string {
+    const p = this.evals.get(evalId);
+    const state = p ? p.state : this.loadState;
+    const rule = p ? ruleIndex : -1;
+    if (!isWireHost(this.host)) return answerSync(this.host, state, rule, name, argsJson, posId);
+    // In a worker thread the answer comes from the main thread, which may be
+    // busy with other sessions: that wait is not the script's time.
+    const t0 = performance.now();
     try {
-      const args = decodeValue(argsJson);
-      const p = this.evals.get(evalId);
-      const v = this.host.callSync(p ? p.state : this.loadState, p ? ruleIndex : -1, name, Array.isArray(args) ? args : [], posId);
-      return JSON.stringify({ ok: toWire(v) });
-    } catch (e) {
-      return JSON.stringify(e instanceof VslError ? { err: e.message } : { fatal: `${name}: internal error: ${(e as Error).message}` });
+      return this.host.wireSync(state, rule, name, argsJson, posId);
+    } finally {
+      const waited = performance.now() - t0;
+      this.deadline += waited;
+      this.sliceStart += waited;
     }
   }
 
-  private async hostAsync(evalId: number, ruleIndex: number, name: string, argsJson: string, posId: number): Promise<string> {
-    try {
-      const args = decodeValue(argsJson);
-      const p = this.evals.get(evalId);
-      if (!p) throw new VslError(`${name}: I/O built-ins cannot run at load`);
-      const v = await this.host.callAsync(p.state, ruleIndex, name, Array.isArray(args) ? args : [], posId);
-      return JSON.stringify({ ok: toWire(v) });
-    } catch (e) {
-      return JSON.stringify(e instanceof VslError ? { err: e.message } : { fatal: `${name}: internal error: ${(e as Error).message}` });
+  private hostAsync(evalId: number, ruleIndex: number, name: string, argsJson: string, posId: number): Promise<string> {
+    const p = this.evals.get(evalId);
+    if (isWireHost(this.host)) {
+      if (!p) return Promise.resolve(JSON.stringify({ err: `${name}: I/O built-ins cannot run at load` }));
+      return this.host.wireAsync(p.state, ruleIndex, name, argsJson, posId);
     }
+    return answerAsync(this.host, p ? p.state : null, ruleIndex, name, argsJson, posId);
   }
 
   // ------------------------------------------------------------ running guest code
@@ -348,6 +352,7 @@ export class PolicySandbox {
 
   setServer(info: unknown): void {
     this.callGuest(this.fns.setServer, [JSON.stringify(info)]);
+    this.serverInfo = info;
   }
 
   /** Runs on_config on the default configuration; returns the value it returned. */
@@ -366,6 +371,8 @@ export class PolicySandbox {
       if (r.err.kind === 'runtime') return { ok: false, error: { kind: 'runtime', error: this.mapError(r.err.error.message, r.err.error.stack, r.err.error.fatal, r.err.error.posId) } };
       return { ok: false, error: r.err };
     }
+    this.initialised = { order, main };
+    this.startThreads();
     return { ok: true, stages: r.ok! };
   }
 
@@ -384,6 +391,14 @@ export class PolicySandbox {
    */
   evaluate(stage: string, context: string | ContextData, state: unknown): Promise<StageRun> {
     if (this.broken || this.disposed) return Promise.reject(new SandboxBrokenError('sandbox is not usable'));
+    const thread = this.evaluationThread();
+    if (thread !== null) {
+      return thread.evaluate(stage, context, state).then((run) => {
+        // A fault in the thread's copy: the version rebuilds the sandbox, as after a fault here.
+        if (thread.broken) this.broken = true;
+        return run;
+      });
+    }
     // The guest gets the compact form (src/vsl/runtime/context-wire.ts); a caller holding the
     // ContextData object may pass it and save a JSON round trip.
     const contextWire = encodeContext(typeof context === 'string' ? JSON.parse(context) as ContextData : context);
@@ -415,6 +430,38 @@ export class PolicySandbox {
       else if (result !== undefined) this.settle(p, this.decodeRun(p, result));
       // Otherwise the stage waits for I/O and reports through __vsl_done.
     });
+  }
+
+  /**
+   * With threads on, MAX_THREADS worker threads start as soon as the policy
+   * has initialised here (so a new version's threads load while the reload
+   * finishes, not on the path of its first session).
+   */
+  private startThreads(): void {
+    if (!threadsOn || this.initialised === null || isWireHost(this.host) || this.threads.length > 0) return;
+    const setup = {
+      compiled: { js: this.compiled.js, positions: this.compiled.positions, lineMarks: this.compiled.lineMarks },
+      limits: this.limits,
+      serverInfo: this.serverInfo,
+      order: this.initialised.order,
+      main: this.initialised.main,
+    };
+    for (let i = 0; i < MAX_THREADS; i++) this.threads.push(new SandboxThread(setup, this.host, () => this.loadState));
+  }
+
+  /**
+   * The worker thread to evaluate the next stage in (thread.ts), or null:
+   * evaluate on this thread (threads off, or this is a thread's copy). An
+   * idle loaded thread is preferred, so one long rule holds neither the
+   * main thread nor the evaluations of other sessions.
+   */
+  private evaluationThread(): SandboxThread | null {
+    this.startThreads();
+    if (this.threads.length === 0) return null;
+    const idle = this.threads.find((t) => t.started && t.computing === 0);
+    if (idle) return idle;
+    // Every loaded one is busy, or none has loaded yet: the least loaded, preferring loaded ones.
+    return this.threads.reduce((a, b) => (b.computing < a.computing || (b.started && !a.started) ? b : a));
   }
 
   /** Continues an evaluation after one of its host promises settled. */
@@ -563,12 +610,13 @@ export class PolicySandbox {
   }
 
   get pendingEvaluations(): number {
-    return this.evals.size;
+    return this.evals.size + this.threads.reduce((n, t) => n + t.pendingEvaluations, 0);
   }
 
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    for (const t of this.threads) t.dispose();
     for (const p of this.evals.values()) {
       if (!p.settled) this.settle(p, { ok: false, index: p.ruleIndex, error: { message: 'policy unloaded', at: null, chain: [], fatal: 'internal' }, trace: [] });
     }

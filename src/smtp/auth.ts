@@ -67,7 +67,7 @@ export async function handleAuth(p: SmtpProtocol, args: string): Promise<void> {
     return;
   }
   const tracker = p.front.authFailures;
-  if (tracker !== null && tracker.isBlocked(p.state.session.clientIp)) {
+  if (tracker !== null && (await tracker.isBlocked(p.state.session.clientIp))) {
     p.log.warn('AUTH refused: too many failures from this client');
     p.wire.replyAndClose(R.authTooManyFailures);
     return;
@@ -148,13 +148,25 @@ async function authenticate(p: SmtpProtocol, mechanism: string, authid: string, 
   const session = p.state.session;
   const creds: AuthCredentials = { type: 'Verify', mechanism, authid, authpass: password, anonymous_token: '' };
   const tracker = p.front.authFailures;
-  const delay = tracker === null ? 0 : tracker.delayFor(session.clientIp);
-  const { applied } = await withCredentials(creds, (extra) => decideStage(p.front, p.state, p.log, 'authenticate', REPLY_AUTH_SUCCESS, null, extra));
+  // Counted as in flight from here, so parallel sessions cannot start more checks than the cap.
+  const ticket = tracker === null ? null : await tracker.begin(session.clientIp);
+  if (tracker !== null && ticket === null) {
+    p.log.warn('AUTH refused: too many failures from this client');
+    p.wire.replyAndClose(R.authTooManyFailures);
+    return;
+  }
+  let applied;
+  try {
+    ({ applied } = await withCredentials(creds, (extra) => decideStage(p.front, p.state, p.log, 'authenticate', REPLY_AUTH_SUCCESS, null, extra)));
+  } catch (err) {
+    ticket?.end('abandoned');
+    throw err;
+  }
   // Slows down guessing spread over many sessions (src/builtins/auth/failures.ts).
-  if (delay > 0) await p.front.clock.sleep(delay);
+  if (ticket !== null && ticket.delayMs > 0) await p.front.clock.sleep(ticket.delayMs);
+  ticket?.end(applied.accept ? 'success' : 'failure');
   if (applied.accept) {
     session.auth = { mechanism, authid };
-    tracker?.recordSuccess(session.clientIp);
     p.log.info({ mechanism, authid }, 'authenticated');
     await p.wire.reply(applied.reply);
     return;
@@ -165,7 +177,6 @@ async function authenticate(p: SmtpProtocol, mechanism: string, authid: string, 
 /** A failed attempt: its reply, then `421 4.7.0` once `attempts_max` failures are reached. */
 async function verdictReply(p: SmtpProtocol, close: boolean, reply: Reply): Promise<void> {
   p.state.authFailures++;
-  p.front.authFailures?.recordFailure(p.state.session.clientIp);
   await p.wire.reply(reply, { close });
   if (!close && !p.wire.gone && p.state.authFailures >= p.settings.authAttemptsMax) {
     p.log.warn({ failures: p.state.authFailures }, 'too many authentication failures');

@@ -36,6 +36,8 @@ import { type Reply, type TlsInfo, newSession } from '../mail/types.js';
 import { normalizeIp } from '../vsl/values/address.js';
 import type { FrontContext, ListenerContext, Tracked } from './context.js';
 import { SmtpProtocol } from './protocol.js';
+import { clientGroup } from './client-slots.js';
+import { makeReply } from '../mail/reply.js';
 import { R } from './replies.js';
 import type { VslSmtpServer } from './server.js';
 import type { Settings } from './settings.js';
@@ -69,6 +71,8 @@ export class VslConnection extends SMTPConnection implements Wire, Tracked {
   private dataStartPending = false;
   private abortData: (() => void) | null = null;
   private registered = false;
+  /** The client group whose connection slot this session holds (released on close). */
+  private slotOf: string | null = null;
   private shutdownRequested = false;
   private sessionExpired = false;
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -235,6 +239,8 @@ export class VslConnection extends SMTPConnection implements Wire, Tracked {
     this.timers.clear();
     if (this.registered) this.front.registry.remove(this);
     this.registered = false;
+    if (this.slotOf !== null) this.front.slots.release(this.slotOf);
+    this.slotOf = null;
     this.log.info('disconnected');
   }
 
@@ -264,17 +270,43 @@ export class VslConnection extends SMTPConnection implements Wire, Tracked {
     this.replyAndClose(R.talkedEarly);
   }
 
-  /** After accept: connection limits, then greeting_delay, then the greeting (SPEC §4.1). */
+  /** After accept: a connection slot (client-slots.ts), then greeting_delay, then the greeting (SPEC §4.1). */
   private admit(): void {
     const s = this.settings;
-    const counts = this.front.registry.add(this);
+    this.front.registry.add(this);
     this.registered = true;
     this.log.info({ client_port: this.remotePort, server_port: this.localPort }, 'connected');
-    if (counts.total > s.clientCountMax || counts.sameIp > s.clientCountMaxPerIp) {
-      this.log.warn({ total: counts.total, same_ip: counts.sameIp }, 'connection limit reached');
-      this.replyAndClose(R.tooManyConnections(s.serverName));
-      return;
-    }
+    const client = clientGroup(this.clientIp, s.clientIpv6PrefixLength);
+    const limits = { total: s.clientCountMax, perClient: s.clientCountMaxPerIp, reservedForNew: s.clientCountReservedForNew };
+    // The slot table may be in the primary process: the client waits for us meanwhile.
+    this.setBusy(true);
+    this.front.slots.acquire(client, limits).then(
+      (answer) => {
+        this.setBusy(false);
+        if (!answer.ok) {
+          this.log.warn({ client, reason: answer.reason, total: answer.total, same_client: answer.sameClient }, 'connection limit reached');
+          this.replyAndClose(R.tooManyConnections(s.serverName));
+          return;
+        }
+        if (this.gone) {
+          this.front.slots.release(client);
+          return;
+        }
+        this.slotOf = client;
+        this.start();
+      },
+      (err: unknown) => {
+        this.setBusy(false);
+        // Fail closed: without the server-wide count, no session.
+        this.log.error({ err: (err as Error).message }, 'connection slots unavailable');
+        this.replyAndClose(makeReply(421, '4.3.0', `${s.serverName} Service temporarily unavailable, try again later`));
+      },
+    );
+  }
+
+  /** The session timer, then the greeting after greeting_delay. */
+  private start(): void {
+    const s = this.settings;
     this.timer(s.sessionTimeoutMs, () => this.onSessionTimeout());
     if (s.greetingDelayMs > 0) this.timer(s.greetingDelayMs, () => this.greet());
     else this.greet();

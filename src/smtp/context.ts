@@ -3,14 +3,17 @@
 // live connections that the connection limits and the graceful stop use.
 
 import type { Logger } from 'pino';
-import type { FailureTracker } from '../builtins/auth/failures.js';
 import type { Clock } from '../host/ports.js';
 import type { ListenerKind, StageRunner } from '../mail/types.js';
 import type { Settings } from './settings.js';
+import type { AuthAttemptGate, SlotGate } from './shared-limits.js';
 import type { MessageSink } from './sink.js';
 
-/** The part of the AUTH failure tracker (src/builtins/auth/failures.ts) the front uses. */
-export type AuthFailureTracker = Pick<FailureTracker, 'delayFor' | 'isBlocked' | 'recordFailure' | 'recordSuccess'>;
+/**
+ * Cross-session AUTH accounting: a FailureTracker (src/builtins/auth/failures.ts)
+ * in one process, the primary's over IPC with worker processes (shared-limits.ts).
+ */
+export type AuthFailureTracker = AuthAttemptGate;
 
 export interface FrontContext {
   /** Current settings; a reload swaps them. */
@@ -24,6 +27,8 @@ export interface FrontContext {
   /** A new transaction (= queue) id. */
   newId(): string;
   registry: ConnectionRegistry;
+  /** Connection slots, server-wide (client-slots.ts; the primary's with worker processes). */
+  slots: SlotGate;
   /** Whether a certificate is loaded (STARTTLS offered, implicit TLS possible). */
   tlsAvailable(): boolean;
   /** Sees every stage decision (mta explain); see src/policy/stage-machine.ts. */
@@ -44,7 +49,7 @@ export interface Tracked {
   forceShutdown(): void;
 }
 
-/** Live connections, for `client_count_max`, `client_count_max_per_ip` and the graceful stop. */
+/** Live connections of this front, for the graceful stop (the limits are `slots`). */
 export class ConnectionRegistry {
   private readonly all = new Set<Tracked>();
   private readonly perIp = new Map<string, number>();

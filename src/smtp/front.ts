@@ -17,6 +17,7 @@ import type { ListenerKind, StageRunner } from '../mail/types.js';
 import { newQueueId } from '../queue/id.js';
 import { ConnectionRegistry, type AuthFailureTracker, type FrontContext } from './context.js';
 import { VslSmtpServer } from './server.js';
+import { localSlots, type SlotGate } from './shared-limits.js';
 import { settingsFromConfig, SUPPORTED_MECHANISMS, type Settings } from './settings.js';
 import type { MessageSink } from './sink.js';
 
@@ -28,6 +29,8 @@ export interface SmtpFrontOptions {
   /** Cross-session AUTH failure tracker (src/builtins/auth/failures.ts createFailureTracker). */
   authBackendFailures?: AuthFailureTracker | null;
   clock?: Clock;
+  /** Connection slots shared with other processes (shared-limits.ts); this front's own by default. */
+  clientSlots?: SlotGate;
   /** Transaction id generator; the queue's newQueueId() by default. */
   newId?: () => string;
   /** Sees every stage decision (mta explain). */
@@ -119,6 +122,7 @@ export function createSmtpFront(opts: SmtpFrontOptions): SmtpFront {
     authFailures: opts.authBackendFailures ?? null,
     newId: opts.newId ?? (() => newQueueId()),
     registry,
+    slots: opts.clientSlots ?? localSlots(),
     tlsAvailable: () => tls !== null,
     observe: opts.observe,
   };

@@ -21,6 +21,8 @@ export interface Settings {
   handshakeTimeoutMs: number;
   clientCountMax: number;
   clientCountMaxPerIp: number;
+  clientIpv6PrefixLength: number;
+  clientCountReservedForNew: number;
   rcptCountMax: number;
   messageSizeLimit: number;
   lineLengthMax: number;
@@ -55,6 +57,8 @@ export function settingsFromConfig(config: Config): Settings {
     handshakeTimeoutMs: parseDuration(s.tls.handshake_timeout),
     clientCountMax: s.smtp.client_count_max,
     clientCountMaxPerIp: s.smtp.client_count_max_per_ip,
+    clientIpv6PrefixLength: s.smtp.client_ipv6_prefix_length,
+    clientCountReservedForNew: s.smtp.client_count_reserved_for_new,
     rcptCountMax: s.smtp.rcpt_count_max,
     messageSizeLimit: s.smtp.message_size_limit,
     lineLengthMax: s.smtp.line_length_max,

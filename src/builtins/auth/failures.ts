@@ -4,10 +4,17 @@
 // `attempts_max` (per session) cannot see.
 //
 // Usage by the SMTP front, for each AUTH from `ip`:
-//   if (tracker.isBlocked(ip))  → refuse without checking (454 or 421);
-//   await clock.sleep(tracker.delayFor(ip)) before answering a failure or
-//   success of the check;
-//   then tracker.recordFailure(ip) on 535, tracker.recordSuccess(ip) on 235.
+//   if (tracker.isBlocked(ip))  → refuse without checking (421);
+//   ticket = tracker.begin(ip)  → null: refuse without checking (421);
+//     otherwise the check is counted as in flight until the ticket ends,
+//     so parallel sessions cannot start more checks than failures_per_ip_max;
+//   await clock.sleep(ticket.delayMs) before answering the check;
+//   then ticket.end('failure') on 535, ticket.end('success') on 235,
+//   ticket.end('abandoned') when the check could not be made.
+//
+// With several worker processes the table lives in the primary process and
+// workers reach it over IPC (src/smtp/shared-limits.ts), so the count is
+// per client across the whole server.
 //
 // Clients are counted per address for IPv4 and per /64 for IPv6 (one host
 // usually owns a whole /64). Failures older than the window are forgotten.
@@ -34,10 +41,28 @@ export interface FailureTrackerOptions {
   maxClients?: number;
 }
 
+/** How an admitted check ended. */
+export type AuthOutcome = 'success' | 'failure' | 'abandoned';
+
+/** One admitted password check, counted in flight until it ends. */
+export interface AuthTicket {
+  /** Milliseconds to wait before answering this check (the slow-down of delayFor). */
+  readonly delayMs: number;
+  /** Ends the check; later calls do nothing. */
+  end(outcome: AuthOutcome): void;
+}
+
 export interface FailureTracker {
+  /**
+   * Admits one check from the client unless its failures plus the checks
+   * already in flight reach `maxFailures`; null when refused.
+   */
+  begin(ip: string): AuthTicket | null;
+  /** Checks of the client in flight now. */
+  inFlight(ip: string): number;
   /** Milliseconds to wait before answering this client's next AUTH: 0, 1s, 2s, 4s, … capped. */
   delayFor(ip: string): number;
-  /** Whether the client reached `maxFailures` within the window. */
+  /** Whether the client's failures in the window plus its checks in flight reached `maxFailures`. */
   isBlocked(ip: string): boolean;
   /** Counts a failed AUTH (535, or invalid credentials). */
   recordFailure(ip: string): void;
@@ -57,7 +82,7 @@ export function failureTrackerOptions(config: Config, clock: Clock = systemClock
 }
 
 /** IPv4 address as is; IPv6 as its /64 (so one host cannot rotate addresses). */
-function clientKey(ip: string): string {
+export function clientKey(ip: string): string {
   const family = isIP(ip.replace(/%.*$/, ''));
   if (family === 6 && !/^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(ip)) return clientNetwork(ip);
   return ip.replace(/^::ffff:/i, '');
@@ -85,9 +110,17 @@ export function createFailureTracker(opts: FailureTrackerOptions): FailureTracke
     return times;
   };
 
-  return {
+  // Checks admitted and not yet ended, per client (bounded by maxFailures each).
+  const running = new Map<string, number>();
+  const inFlight = (key: string): number => running.get(key) ?? 0;
+
+  const tracker: FailureTracker = {
     failures: (ip) => live(clientKey(ip)).length,
-    isBlocked: (ip) => live(clientKey(ip)).length >= opts.maxFailures,
+    inFlight: (ip) => inFlight(clientKey(ip)),
+    isBlocked(ip) {
+      const key = clientKey(ip);
+      return live(key).length + inFlight(key) >= opts.maxFailures;
+    },
     delayFor(ip) {
       const n = live(clientKey(ip)).length;
       return n === 0 ? 0 : Math.min(cap, base * 2 ** Math.min(n - 1, 30));
@@ -105,5 +138,25 @@ export function createFailureTracker(opts: FailureTrackerOptions): FailureTracke
     recordSuccess(ip) {
       table.delete(clientKey(ip));
     },
+    begin(ip) {
+      if (tracker.isBlocked(ip)) return null;
+      const key = clientKey(ip);
+      running.set(key, inFlight(key) + 1);
+      const delayMs = tracker.delayFor(ip);
+      let ended = false;
+      return {
+        delayMs,
+        end(outcome) {
+          if (ended) return;
+          ended = true;
+          const n = inFlight(key) - 1;
+          if (n <= 0) running.delete(key);
+          else running.set(key, n);
+          if (outcome === 'failure') tracker.recordFailure(ip);
+          else if (outcome === 'success') tracker.recordSuccess(ip);
+        },
+      };
+    },
   };
+  return tracker;
 }

@@ -1,10 +1,10 @@
 // The `file:<path>` authentication backend (SPEC §7.3): `user:hash` lines,
 // `#` comments, hashes as PHC strings of scrypt (node:crypto) or argon2id
 // (the argon2 package). Verification is constant-time, an unknown user costs
-// one full hash computation like a wrong password, and the file is re-read
+// what a real user's check costs (see dummyFor), and the file is re-read
 // when its identity, size or times change.
 
-import { randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { createHash, createHmac, randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { readFileSync, statSync, type Stats } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -138,16 +138,60 @@ export async function hashArgon2id(password: string, cost = ARGON2_DEFAULTS): Pr
   return parsed.phc;
 }
 
-/** A hash of the same kind and cost as `like`, matching no password: unknown users verify against it. */
-function dummyLike(like: ParsedHash | undefined): ParsedHash {
-  if (like?.alg === 'argon2id') {
-    const salt = randomBytes(like.salt.length);
-    const hash = randomBytes(like.hash.length);
+/** The algorithm and parameters of a hash: what its verification costs. */
+export function costOf(h: ParsedHash): string {
+  const lengths = `salt=${h.salt.length},hash=${h.hash.length}`;
+  return h.alg === 'scrypt' ? `scrypt ln=${h.ln},r=${h.r},p=${h.p},${lengths}` : `argon2id m=${h.m},t=${h.t},p=${h.p},${lengths}`;
+}
+
+/** A hash of the same kind and cost as `like`, matching no password. */
+function dummyLike(like: ParsedHash): ParsedHash {
+  const salt = randomBytes(like.salt.length);
+  const hash = randomBytes(like.hash.length);
+  if (like.alg === 'argon2id') {
     const phc = `$argon2id$v=19$m=${like.m},t=${like.t},p=${like.p}$${b64encode(salt)}$${b64encode(hash)}`;
     return { ...like, salt, hash, phc };
   }
-  const base = like ?? { alg: 'scrypt' as const, ...SCRYPT_DEFAULTS, salt: randomBytes(16), hash: randomBytes(32) };
-  return { alg: 'scrypt', ln: base.ln, r: base.r, p: base.p, salt: randomBytes(base.salt.length), hash: randomBytes(base.hash.length) };
+  return { ...like, salt, hash };
+}
+
+const DEFAULT_DUMMY: ParsedHash = { alg: 'scrypt', ln: SCRYPT_DEFAULTS.ln, r: SCRYPT_DEFAULTS.r, p: SCRYPT_DEFAULTS.p, salt: randomBytes(16), hash: randomBytes(32) };
+
+/**
+ * What an unknown user is verified against, so that the check costs what a
+ * real user's does whatever mix of algorithms and costs the file holds:
+ * one dummy hash per user of the file (same algorithm and parameters,
+ * random salt and hash, shared between users of equal cost), and a name
+ * maps to one of them by a keyed hash of the name. So the same unknown
+ * name always costs the same (a repeated probe sees no spread a real user
+ * would not have), and costs are drawn in the proportions of the file (an
+ * unknown name is as likely to cost like an argon2id user as a real name
+ * is). The key is a digest of the file's text: the same in every worker
+ * process, and not computable without the file (its salts are random).
+ */
+class UnknownUserDummies {
+  private readonly key: Buffer;
+  /** One entry per usable user, in file order; entries of equal cost share one dummy. */
+  private readonly byUser: ParsedHash[];
+
+  constructor(text: string, users: Iterable<UserEntry>) {
+    this.key = createHash('sha256').update(text).digest();
+    const shared = new Map<string, ParsedHash>();
+    this.byUser = [];
+    for (const e of users) {
+      if (!e.hash || e.error) continue;
+      const cost = costOf(e.hash);
+      let d = shared.get(cost);
+      if (!d) shared.set(cost, (d = dummyLike(e.hash)));
+      this.byUser.push(d);
+    }
+  }
+
+  for(user: string): ParsedHash {
+    if (this.byUser.length === 0) return DEFAULT_DUMMY;
+    const pick = createHmac('sha256', this.key).update(user, 'utf8').digest().readUInt32BE(0);
+    return this.byUser[pick % this.byUser.length]!;
+  }
 }
 
 interface UserEntry {
@@ -232,23 +276,29 @@ export function validatePasswdFile(path: string): PasswdDiagnostic[] {
 
 /** Verifies passwords against a passwd file, re-reading it when it changes. */
 export class PasswdFileBackend {
-  private loaded: { signature: string; file: ParsedPasswdFile; dummy: ParsedHash } | null = null;
+  private loaded: { signature: string; file: ParsedPasswdFile; dummies: UnknownUserDummies } | null = null;
   private loading: Promise<void> | null = null;
 
   constructor(readonly path: string) {}
 
   async verify(user: string, password: string): Promise<boolean> {
-    const { file, dummy } = await this.current();
+    return (await this.check(user, password)).valid;
+  }
+
+  /** verify(), also saying which hash cost was paid (`costOf`): the tests compare known and unknown users by it. */
+  async check(user: string, password: string): Promise<{ valid: boolean; cost: string }> {
+    const { file, dummies } = await this.current();
     const entry = file.users.get(user);
     if (!entry) {
-      // Same work as a wrong password, so timing does not reveal who exists.
+      // The work of a real user's check, so timing does not reveal who exists.
+      const dummy = dummies.for(user);
       await verifyHash(dummy, password);
-      return false;
+      return { valid: false, cost: costOf(dummy) };
     }
     if (entry.error || !entry.hash) {
       throw new Error(`${this.path}:${entry.line}: ${entry.error ?? 'unusable entry'}`);
     }
-    return verifyHash(entry.hash, password);
+    return { valid: await verifyHash(entry.hash, password), cost: costOf(entry.hash) };
   }
 
   private async current(): Promise<NonNullable<PasswdFileBackend['loaded']>> {
@@ -277,7 +327,6 @@ export class PasswdFileBackend {
       throw new Error(`password file ${this.path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
     const file = parsePasswdText(text, this.path);
-    const firstHash = [...file.users.values()].find((e) => e.hash)?.hash ?? undefined;
-    this.loaded = { signature, file, dummy: dummyLike(firstHash) };
+    this.loaded = { signature, file, dummies: new UnknownUserDummies(text, file.users.values()) };
   }
 }

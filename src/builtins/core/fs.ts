@@ -5,6 +5,7 @@
 // message. Files are written to a temporary name and renamed, so a reader
 // never sees half a file. In `mta test` / `mta explain` nothing is written.
 
+import fs from 'node:fs';
 import path from 'node:path';
 import { addressText } from '../../mail/types.js';
 import { textOf } from '../../vsl/values/objects.js';
@@ -29,6 +30,52 @@ export function dataSubdir(fn: string, dataDir: string, v: Value | undefined): s
   const bad = dir === '' || segments.some((s) => !SEGMENT.test(s) || s === '.' || s === '..');
   if (bad) throw fnError(fn, `invalid directory ${JSON.stringify(dir)}: relative path of [A-Za-z0-9._-] segments expected, without '..'`);
   return path.join(path.resolve(dataDir), ...segments);
+}
+
+// ---------------------------------------------------------------- file() confinement
+
+/**
+ * The directories `file()` may read from (SPEC §13: no file-system access
+ * outside validated built-ins): the policy's directory and `vsl.data_dir`,
+ * each with its symbolic links resolved. A root that does not exist yet
+ * (a fresh data_dir) is taken as written.
+ */
+export function readableRoots(policyDir: string, dataDir: string): string[] {
+  return [...new Set([policyDir, dataDir].map((d) => realOrResolved(d)))];
+}
+
+function realOrResolved(p: string): string {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return path.resolve(p);
+  }
+}
+
+function isUnder(root: string, p: string): boolean {
+  const rel = path.relative(root, p);
+  return rel === '' || (!rel.startsWith(`..${path.sep}`) && rel !== '..' && !path.isAbsolute(rel));
+}
+
+/** Why the data file at `absPath` may not be read (outside every root, after symlinks), or null when it may. */
+export function outsideReadableRoots(absPath: string, roots: string[]): string | null {
+  const real = realOrResolved(absPath);
+  if (roots.some((r) => isUnder(r, real))) return null;
+  const shown = real === path.resolve(absPath) ? real : `${path.resolve(absPath)} (-> ${real})`;
+  return `${shown} is outside the directories a policy may read (${roots.join(', ')}): move the file under the policy's directory or vsl.data_dir`;
+}
+
+/**
+ * The path `file()` reads for `requested` (already resolved against the
+ * naming file's directory): its real path, so that a symbolic link inside
+ * a root cannot lead out of it. Throws a runtime error of `fn` when it is
+ * outside every root; a file that does not exist is returned as is (the
+ * read then reports it missing).
+ */
+export function confinedReadPath(fn: string, requested: string, roots: string[]): string {
+  const problem = outsideReadableRoots(requested, roots);
+  if (problem !== null) throw fnError(fn, problem);
+  return realOrResolved(requested);
 }
 
 function txnId(call: HostCall, fn: string): string {

@@ -22,6 +22,7 @@ import { cidrContainsIp, parseCidr, parseIp, type Cidr } from '../../vsl/values/
 import type { MailAddress } from '../../mail/types.js';
 import { DiagnosticSink, columnOf, splitLines, type Parsed } from './diagnostics.js';
 import { networkOf } from './probe.js';
+import { compileLinearRegex, type LinearRegex } from './linear-regex.js';
 
 export type AccessMapType = 'hash' | 'cidr' | 'regexp';
 
@@ -48,7 +49,7 @@ export interface CidrMap {
 export interface RegexpMap {
   type: 'regexp';
   file: string;
-  entries: Array<{ re: RegExp; negate: boolean; action: string; line: number }>;
+  entries: Array<{ re: LinearRegex; negate: boolean; action: string; line: number }>;
 }
 
 export type AccessMap = HashMap | CidrMap | RegexpMap;
@@ -206,11 +207,10 @@ function parseRegexpMap(text: string, file: string, sink: DiagnosticSink, check:
       sink.error(l.line, 1 + end + (negate ? 1 : 0), `unsupported pattern flag '${bad}' (supported: i, m)`);
       continue;
     }
-    let re: RegExp;
-    try {
-      re = new RegExp(source, (insensitive ? 'i' : '') + (multiline ? 'm' : ''));
-    } catch (err) {
-      sink.error(l.line, 1, `invalid regular expression: ${err instanceof Error ? err.message : String(err)}`);
+    // Matched in linear time (linear-regex.ts); backtracking-only syntax is refused here.
+    const re = compileLinearRegex(source, (insensitive ? 'i' : '') + (multiline ? 'm' : ''));
+    if (typeof re === 'string') {
+      sink.error(l.line, 1, re);
       continue;
     }
     const action = fm[2]!.trim();

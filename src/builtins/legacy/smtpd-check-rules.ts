@@ -32,6 +32,7 @@ import { DiagnosticSink, columnOf, splitLines, type Parsed } from './diagnostics
 import { compileGlob, globMatch, type Glob } from './glob.js';
 import { reverseZoneName, type LegacyLookups } from './lookups.js';
 import { addressAsReceived, isTrustedClient, type LegacyProbe } from './probe.js';
+import { compileLinearRegex, type LinearRegex } from './linear-regex.js';
 
 export type RuleAction = 'allow' | 'deny' | 'noto' | 'deny_delay' | 'noto_delay' | 'debug';
 const ACTIONS: ReadonlySet<string> = new Set(['allow', 'deny', 'noto', 'deny_delay', 'noto_delay', 'debug']);
@@ -48,7 +49,7 @@ export type HostPattern =
   | { t: 'net'; cidr: Cidr }
   | { t: 'ipglob'; glob: Glob }
   | { t: 'name'; glob: Glob }
-  | { t: 'regex'; re: RegExp };
+  | { t: 'regex'; re: LinearRegex };
 
 export type SourceItem =
   | { t: 'all' }
@@ -64,7 +65,7 @@ export type DomainPattern = { t: 'any' } | { t: 'glob'; glob: Glob } | { t: 'ns'
 
 export type AddressItem =
   | { t: 'all' }
-  | { t: 'regex'; re: RegExp }
+  | { t: 'regex'; re: LinearRegex }
   | { t: 'whole'; glob: Glob }
   | { t: 'ns'; host: HostPattern }
   | { t: 'split'; local: LocalPattern; domain: DomainPattern; text: string };
@@ -180,15 +181,12 @@ function tokenize(field: Piece): Piece[] {
 }
 
 /** `/source/` as a case-insensitive regex; an error message when invalid. */
-function parseRegex(tok: string): RegExp | string {
+function parseRegex(tok: string): LinearRegex | string {
   if (tok.length < 2 || !tok.endsWith('/') || regexEnd(tok, 0) !== tok.length) {
     return `unterminated regular expression '${tok}'`;
   }
-  try {
-    return new RegExp(tok.slice(1, -1), 'i');
-  } catch (err) {
-    return `invalid regular expression ${tok}: ${err instanceof Error ? err.message : String(err)}`;
-  }
+  // Matched in linear time (linear-regex.ts); backtracking-only syntax is refused here.
+  return compileLinearRegex(tok.slice(1, -1), 'i');
 }
 
 /** A possibly abbreviated IPv4 network (`0/0`, `10/8`, `192.168/16`, `10.0.0.0/255.0.0.0`). */
