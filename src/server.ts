@@ -9,12 +9,9 @@
 import cluster from 'node:cluster';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { startPolicyRuntime, type PolicyRuntime } from './reload/runtime.js';
 import { PolicyManager } from './reload/manager.js';
-import { PolicyRunner } from './policy/runner.js';
-import { serverEnv } from './policy/env.js';
-import { allBuiltins } from './builtins/registry.js';
 import type { ConfigOverrides } from './policy/load.js';
-import type { HostEnv } from './host/ports.js';
 import { createSmtpFront, type ListenerAddress, type SmtpFront } from './smtp/front.js';
 import { Spool } from './queue/spool.js';
 import { Scheduler } from './delivery/scheduler.js';
@@ -54,27 +51,16 @@ export interface RunningServer {
   stop(graceMs?: number): Promise<void>;
 }
 
-/** Loads the policy with hot reload and one HostEnv for the life of the process. */
-async function startPolicy(opts: ServerOptions): Promise<{ policy: PolicyManager; env: () => HostEnv }> {
-  let env: HostEnv | null = null;
-  const policy = await PolicyManager.start({
+/** The policy side of this process, built as the milter and policy-server build theirs (src/reload/runtime.ts). */
+function startPolicy(opts: ServerOptions): Promise<PolicyRuntime> {
+  return startPolicyRuntime({
     mainPath: opts.mainPath,
     overrides: opts.overrides,
-    load: {
-      builtins: allBuiltins(),
-      checkTlsFiles: true,
-      env: (config) => {
-        // The resolver and state store outlive policy versions.
-        if (!env) env = serverEnv(config, opts.mainPath, opts.log);
-        else env = { ...env, config };
-        return env;
-      },
-    },
     log: opts.log,
+    checkTlsFiles: true,
     extraFiles: (config) => [config.server.tls.certificate, config.server.tls.private_key].filter((f): f is string => typeof f === 'string'),
+    ...(opts.stats ? { stats: opts.stats } : {}),
   });
-  opts.log.level = policy.current().config.logs.level;
-  return { policy, env: () => env! };
 }
 
 /**
@@ -85,12 +71,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log;
   // A long rule must not hold the sockets of every other session (src/sandbox/thread.ts).
   runSandboxesInThreads(true);
-  const { policy, env } = await startPolicy(opts);
+  const runtime = await startPolicy(opts);
+  const { policy, env, runner } = runtime;
   const config = (): Config => policy.current().config;
   const spool = await Spool.open(config().queue.dir, { log });
   const stats = opts.stats;
   if (stats) spool.on('enqueued', () => stats.accepted++);
-  const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log, stats });
   let scheduler: Scheduler | null = null;
   if (opts.deliver !== false) {
     scheduler = new Scheduler({ spool, config, resolver: env().resolver, stages: afterQueueStages(runStageWith(runner)), log, capture: opts.capture, chooseTransport: transportByRcptRules(runner, config, log), policyDir: path.dirname(opts.mainPath) });
@@ -111,7 +97,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     if (opts.deliver !== false) await giveSpoolTo(config(), log);
     listeners = await front.listen();
   } catch (e) {
-    policy.close();
+    await runtime.close();
     throw e;
   }
   try {
@@ -120,12 +106,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await scheduler?.start();
   } catch (e) {
     await front.close(0);
-    policy.close();
+    await runtime.close();
     primary?.close();
     throw e;
   }
   policy.onSwap((next) => {
-    log.level = next.config.logs.level;
     void front.reload(next.config).catch((e: Error) => log.error({ err: e.message }, 'applying the new configuration to the listeners failed'));
   });
   if (opts.watch !== false) policy.watch();
@@ -140,8 +125,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         await front.close(graceMs);
         primary?.close();
         await scheduler?.stop();
-        policy.close();
-        await env()?.state.close().catch(() => undefined);
+        await runtime.close();
       })();
       return stopping;
     },
@@ -165,10 +149,10 @@ export interface DeliveryProcess {
  */
 export async function startDelivery(opts: ServerOptions): Promise<DeliveryProcess> {
   const log = opts.log;
-  const { policy, env } = await startPolicy(opts);
+  const runtime = await startPolicy(opts);
+  const { policy, env, runner } = runtime;
   const config = (): Config => policy.current().config;
   const spool = await Spool.open(config().queue.dir, { log });
-  const runner = new PolicyRunner({ current: () => policy.current(), byId: (id) => policy.byId(id), log, stats: opts.stats });
   const scheduler = new Scheduler({ spool, config, resolver: env().resolver, stages: afterQueueStages(runStageWith(runner)), log, chooseTransport: transportByRcptRules(runner, config, log), policyDir: path.dirname(opts.mainPath) });
   await giveSpoolTo(config(), log);
   // Root is kept until the workers' listeners are bound (the primary binds them for the cluster).
@@ -190,8 +174,7 @@ export async function startDelivery(opts: ServerOptions): Promise<DeliveryProces
       stopping ??= (async () => {
         stopSharedLimits();
         await scheduler.stop();
-        policy.close();
-        await env()?.state.close().catch(() => undefined);
+        await runtime.close();
       })();
       return stopping;
     },

@@ -25,6 +25,8 @@ export interface PolicyRuntimeOptions {
   log: Logger;
   /** Extra files whose change triggers a reload (TLS certificate and key). */
   extraFiles?: (config: Config) => string[];
+  /** Refuse a version whose TLS certificate or key cannot be read (mta run; the fronts have no TLS). */
+  checkTlsFiles?: boolean;
   stats?: { recordStage(stage: string, ms: number): void };
 }
 
@@ -46,6 +48,7 @@ export async function startPolicyRuntime(opts: PolicyRuntimeOptions): Promise<Po
     overrides: opts.overrides,
     load: {
       builtins: allBuiltins(),
+      ...(opts.checkTlsFiles ? { checkTlsFiles: true } : {}),
       env: (config) => {
         // The resolver and state store outlive policy versions.
         if (!env) env = serverEnv(config, opts.mainPath, opts.log);
