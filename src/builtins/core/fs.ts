@@ -12,6 +12,7 @@ import { textOf } from '../../vsl/values/objects.js';
 import { fnError, type Value } from '../../vsl/values/value.js';
 import { typeName } from '../dns/call-args.js';
 import type { HostBuiltin, HostCall } from '../host.js';
+import { contextRecord as renderContext } from '../../vsl/values/context-record.js';
 import { currentRecipients } from './addresses.js';
 import { writeFileAtomically } from './atomic.js';
 import { builtin } from './define.js';
@@ -89,24 +90,14 @@ function txnId(call: HostCall, fn: string): string {
 export function contextRecord(call: HostCall): Record<string, unknown> {
   const s = call.session;
   const t = call.txn;
-  return {
+  return renderContext({
     stage: call.stage,
-    connection_id: s.id,
-    client_ip: s.clientIp,
-    client_port: s.clientPort,
-    server_ip: s.serverIp,
-    server_port: s.serverPort,
-    server_name: s.serverName,
-    connection_timestamp: s.connectedAt.toISOString().replace(/\.\d{3}Z$/, 'Z'),
-    is_secured: s.tls !== null,
-    helo: s.helo,
-    is_authenticated: s.auth !== null,
-    auth_id: s.auth?.authid ?? null,
-    message_id: t?.id ?? null,
-    mail_from: t ? addressText(t.mailFrom) : null,
-    mail_timestamp: t ? t.mailAt.toISOString().replace(/\.\d{3}Z$/, 'Z') : null,
-    rcpt_list: t ? currentRecipients(call).map(addressText) : [],
-  };
+    session: {
+      id: s.id, clientIp: s.clientIp, clientPort: s.clientPort, serverIp: s.serverIp, serverPort: s.serverPort, serverName: s.serverName,
+      connectedAtMs: s.connectedAt.getTime(), secured: s.tls !== null, helo: s.helo, authid: s.auth?.authid ?? null,
+    },
+    txn: t ? { id: t.id, mailFrom: addressText(t.mailFrom), mailAtMs: t.mailAt.getTime(), rcpts: currentRecipients(call).map(addressText) } : null,
+  });
 }
 
 async function store(call: HostCall, fn: string, file: string, data: () => Buffer | string): Promise<Value> {

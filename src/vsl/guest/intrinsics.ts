@@ -16,6 +16,7 @@ import { ServiceHandle, decodeValue, encodeValue } from '../values/wire.js';
 import { VObject, VslError, VslFatal, fnError, type Value, type VMap } from '../values/value.js';
 import type { MailAddress, StatusKind } from '../../mail/types.js';
 import type { ContextData } from '../values/context-wire.js';
+import { contextRecord, timestampText } from '../values/context-record.js';
 
 export type { ContextData };
 
@@ -163,7 +164,7 @@ export class Timestamp extends VObject {
     super();
   }
   text(): string {
-    return new Date(this.ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    return timestampText(this.ms);
   }
   equals(other: Value): boolean {
     return other instanceof Timestamp && other.ms === this.ms;
@@ -341,23 +342,14 @@ function contextJson(x: EvalCtx): string {
   if (!c) return '{}';
   const s = c.session;
   const addr = (a: MailAddress) => (a.isNull ? '' : `${a.local}@${a.domain}`);
-  return JSON.stringify({
+  return JSON.stringify(contextRecord({
     stage: x.stage,
-    connection_id: s.id,
-    client_ip: s.clientIp,
-    client_port: s.clientPort,
-    server_ip: s.serverIp,
-    server_port: s.serverPort,
-    server_name: s.serverName,
-    connection_timestamp: new Timestamp(s.connectedAt).text(),
-    is_secured: s.tls,
-    helo: s.helo,
-    is_authenticated: s.auth !== null,
-    auth_id: s.auth?.authid ?? null,
-    message_id: c.txn?.id ?? null,
-    mail_from: c.txn ? addr(c.txn.mailFrom) : null,
-    rcpt_list: c.txn ? c.txn.rcpts.map(addr) : [],
-  });
+    session: {
+      id: s.id, clientIp: s.clientIp, clientPort: s.clientPort, serverIp: s.serverIp, serverPort: s.serverPort, serverName: s.serverName,
+      connectedAtMs: s.connectedAt, secured: s.tls, helo: s.helo, authid: s.auth?.authid ?? null,
+    },
+    txn: c.txn ? { id: c.txn.id, mailFrom: addr(c.txn.mailFrom), mailAtMs: c.txn.mailAt, rcpts: c.txn.rcpts.map(addr) } : null,
+  }));
 }
 
 // ---------------------------------------------------------------- §7.2 globals
